@@ -1,0 +1,121 @@
+"""REST API for deployments, shaped like databricks.agents' list_deployments/get_deployments."""
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents import selectors, services
+from agents.models import Deployment
+from reviewapp.api import IsAdminForWrites
+
+_WRITABLE_FIELDS = [
+    "display_name", "model_name", "model_version", "endpoint_name", "served_entity_name",
+    "query_endpoint", "endpoint_url", "agent_schema", "feedback_sink", "feedback_endpoint",
+    "auth_kind", "auth_env_var", "databricks_profile", "request_timeout_s",
+    "default_custom_inputs", "custom_inputs_schema", "reviewer_instructions", "enabled",
+    "allowed_users", "allowed_groups",
+]
+_SECRET_LOOKING_KEYS = {"token", "auth_token", "api_key", "password", "secret", "pat"}
+
+
+class DeploymentOutputSerializer(serializers.ModelSerializer):
+    review_app_url = serializers.CharField(read_only=True)
+    health = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = ["id", *_WRITABLE_FIELDS, "review_app_url", "health", "created_at", "updated_at"]
+
+    def get_health(self, deployment: Deployment) -> dict:
+        return {
+            "status": deployment.health_status,
+            "detail": deployment.health_detail,
+            "checked_at": deployment.health_checked_at,
+        }
+
+
+class DeploymentInputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Deployment
+        fields = _WRITABLE_FIELDS
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            secrets = [key for key in unknown if key.lower() in _SECRET_LOOKING_KEYS]
+            if secrets:
+                raise serializers.ValidationError({
+                    key: ["Tokens are never stored: put it in an environment variable on the "
+                          "server and give that variable's name in auth_env_var."]
+                    for key in secrets
+                })
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class DeploymentListApi(APIView):
+    permission_classes = [IsAdminForWrites]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("model_name", str, description="catalog.schema.model"),
+            OpenApiParameter("model_version", str),
+        ],
+        responses=DeploymentOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        """Deployments the caller may use (all of them for admins), optionally filtered."""
+        deployments = selectors.deployment_list(
+            request.user,
+            model_name=request.query_params.get("model_name", ""),
+            model_version=request.query_params.get("model_version", ""),
+        ).prefetch_related("allowed_users", "allowed_groups")
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(deployments, request, view=self)
+        data = DeploymentOutputSerializer(page, many=True).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(request=DeploymentInputSerializer, responses={201: DeploymentOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = DeploymentInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        deployment = services.deployment_create(**serializer.validated_data)
+        return Response(DeploymentOutputSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class DeploymentDetailApi(APIView):
+    permission_classes = [IsAdminForWrites]
+
+    @extend_schema(responses=DeploymentOutputSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        deployment = selectors.deployment_get_for_user(request.user, pk)
+        return Response(DeploymentOutputSerializer(deployment).data)
+
+    @extend_schema(request=DeploymentInputSerializer, responses=DeploymentOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        return self._update(request, pk, partial=True)
+
+    @extend_schema(request=DeploymentInputSerializer, responses=DeploymentOutputSerializer)
+    def put(self, request: Request, pk: int) -> Response:
+        return self._update(request, pk, partial=False)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        deployment = selectors.deployment_get_for_user(request.user, pk)
+        services.deployment_delete(deployment=deployment)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _update(self, request: Request, pk: int, *, partial: bool) -> Response:
+        with transaction.atomic():
+            deployment = selectors.deployment_get_for_user(request.user, pk)
+            serializer = DeploymentInputSerializer(deployment, data=request.data, partial=partial)
+            serializer.is_valid(raise_exception=True)
+            deployment = services.deployment_update(
+                deployment=deployment, **serializer.validated_data
+            )
+        return Response(DeploymentOutputSerializer(deployment).data)

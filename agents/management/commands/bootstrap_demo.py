@@ -1,0 +1,96 @@
+import os
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from agents import services
+from agents.models import Deployment
+from reviewapp.setup import ensure_roles, user_model
+
+DEMO_MODEL_NAME = "main.demo.rag_agent"
+DEMO_MODEL_VERSION = "1"
+DEMO_ENDPOINT_NAME = "agents_main-demo-rag_agent"
+DEMO_INSTRUCTIONS = """\
+**Welcome!** This is the bundled demo agent: it answers from a small corpus about MLflow tracing,
+Databricks model serving and agent evaluation.
+
+- Ask it something, then open the **Trace** under the answer to see what it retrieved.
+- Try `custom_inputs` such as `{"top_k": 5, "style": "bullets"}` (gear button).
+"""
+DEMO_CUSTOM_INPUTS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
+        "style": {"enum": ["concise", "detailed", "bullets"]},
+    },
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Idempotent set-up for `make run`: the role groups, an admin login and a deployment "
+        "pointing at the demo agent. Running it again changes nothing that is already right."
+    )
+
+    @transaction.atomic
+    def handle(self, *args, **options) -> None:
+        ensure_roles()
+        username, password_note = self._ensure_admin()
+        deployment = self._ensure_demo_deployment()
+        self.stdout.write(f"Admin login: {username} / {password_note}")
+        self.stdout.write(f"Demo deployment: {deployment.model_at_version} -> {deployment.query_endpoint}")
+
+    def _ensure_admin(self) -> tuple[str, str]:
+        """Create the admin once; its password comes from ADMIN_PASSWORD or var/admin-password."""
+        User = user_model()
+        username = os.environ.get("ADMIN_USERNAME", "admin")
+        from_env = os.environ.get("ADMIN_PASSWORD", "")
+        password_file = Path(settings.VAR_DIR) / "admin-password"
+        saved = password_file.read_text().strip() if password_file.exists() else ""
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            password = from_env or saved or secrets.token_urlsafe(12)
+            User.objects.create_superuser(username=username, email="", password=password)
+            if not from_env:
+                password_file.parent.mkdir(parents=True, exist_ok=True)
+                password_file.write_text(password + "\n")
+                password_file.chmod(0o600)
+            return username, password
+        if from_env and not user.check_password(from_env):
+            user.set_password(from_env)
+            user.save(update_fields=["password"])
+        for known in (from_env, saved):
+            if known and user.check_password(known):
+                return username, known
+        return username, "(password unchanged: the one you set)"
+
+    def _ensure_demo_deployment(self) -> Deployment:
+        fields = {
+            "display_name": "Demo RAG agent",
+            "endpoint_name": DEMO_ENDPOINT_NAME,
+            "query_endpoint": (
+                f"{settings.DEMO_AGENT_URL}/serving-endpoints/{DEMO_ENDPOINT_NAME}/invocations"
+            ),
+            "agent_schema": "chat_completions",
+            "feedback_sink": "databricks_feedback",
+            "feedback_endpoint": "",  # derived from query_endpoint, so a port change follows
+            "default_custom_inputs": {"top_k": 3, "style": "concise"},
+            "custom_inputs_schema": DEMO_CUSTOM_INPUTS_SCHEMA,
+            "reviewer_instructions": DEMO_INSTRUCTIONS,
+        }
+        existing = Deployment.objects.filter(
+            model_name=DEMO_MODEL_NAME, model_version=DEMO_MODEL_VERSION
+        ).first()
+        if existing is None:
+            return services.deployment_create(
+                model_name=DEMO_MODEL_NAME, model_version=DEMO_MODEL_VERSION, **fields
+            )
+        # Keep an admin's edits; only follow the demo agent if it moved to another port.
+        if existing.query_endpoint != fields["query_endpoint"]:
+            return services.deployment_update(
+                deployment=existing, query_endpoint=fields["query_endpoint"], feedback_endpoint=""
+            )
+        return existing

@@ -1,0 +1,210 @@
+from urllib.parse import urlsplit
+
+import jsonschema
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+from agents import validators as v
+
+
+class AgentSchema(models.TextChoices):
+    AUTO = "auto", "Detect automatically"
+    CHAT_COMPLETIONS = "chat_completions", "Chat completions (agent/v1/chat)"
+    CHAT_AGENT = "chat_agent", "ChatAgent (agent/v2/chat)"
+    RESPONSES = "responses", "ResponsesAgent (agent/v1/responses)"
+    LEGACY_SPLIT = "legacy_split", "Legacy {query, history} → {content}"
+
+
+class FeedbackSink(models.TextChoices):
+    DATABRICKS = "databricks_feedback", "Databricks feedback endpoint"
+    MLFLOW = "mlflow_assessments", "MLflow assessments API"
+    NONE = "none", "None (ratings stay in this app)"
+
+
+class AuthKind(models.TextChoices):
+    NONE = "none", "No authentication"
+    ENV_TOKEN = "env_token", "Bearer token read from an environment variable"
+    DATABRICKS = "databricks", "databricks-sdk unified auth (profile or DATABRICKS_* environment)"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Not checked yet"
+    REACHABLE = "reachable", "Reachable"
+    UNAUTHORIZED = "unauthorized", "Reachable, but our credentials were refused"
+    ERROR = "error", "Answers with server errors"
+    UNREACHABLE = "unreachable", "Unreachable"
+
+
+class Deployment(models.Model):
+    """A deployed agent the app chats with: a Databricks `Deployment` plus what the app needs."""
+
+    display_name = models.CharField(max_length=200, blank=True)
+    model_name = models.CharField(max_length=255, validators=[v.validate_model_name])
+    model_version = models.CharField(max_length=9, validators=[v.validate_model_version])
+    endpoint_name = models.CharField(
+        max_length=63, blank=True, validators=[v.validate_endpoint_name],
+        help_text="Defaults to agents_<catalog-schema-model>, as databricks.agents.deploy names it.",
+    )
+    served_entity_name = models.CharField(
+        max_length=63, blank=True, validators=[v.validate_endpoint_name],
+        help_text="Defaults to <catalog-schema-model>_<version>.",
+    )
+    query_endpoint = v.HttpUrlField(
+        max_length=2000,
+        help_text="The URL chat turns are POSTed to (…/serving-endpoints/<name>/invocations).",
+    )
+    endpoint_url = v.HttpUrlField(
+        max_length=2000, blank=True,
+        help_text="The endpoint's page in its workspace, for people.",
+    )
+    agent_schema = models.CharField(
+        max_length=20, choices=AgentSchema.choices, default=AgentSchema.AUTO
+    )
+    feedback_sink = models.CharField(
+        max_length=24, choices=FeedbackSink.choices, default=FeedbackSink.NONE
+    )
+    feedback_endpoint = v.HttpUrlField(
+        max_length=2000, blank=True,
+        help_text="Databricks: the feedback model's invocations URL (derived when left blank). "
+        "MLflow: the tracking server's URL.",
+    )
+    auth_kind = models.CharField(max_length=16, choices=AuthKind.choices, default=AuthKind.NONE)
+    auth_env_var = models.CharField(
+        max_length=128, blank=True, validators=[v.validate_env_var_name],
+        help_text="Name of the environment variable that holds the bearer token. The token itself "
+        "is never stored here.",
+    )
+    databricks_profile = models.CharField(
+        max_length=128, blank=True,
+        help_text="A profile in ~/.databrickscfg; blank uses DATABRICKS_HOST/DATABRICKS_TOKEN etc.",
+    )
+    request_timeout_s = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(900)],
+        help_text="Seconds to wait for an answer; endpoints scaling up from zero need minutes.",
+    )
+    default_custom_inputs = models.JSONField(
+        default=dict, blank=True, validators=[v.validate_json_object]
+    )
+    custom_inputs_schema = models.JSONField(
+        null=True, blank=True, help_text="Optional JSON Schema that custom_inputs must satisfy."
+    )
+    reviewer_instructions = models.TextField(blank=True, help_text="Markdown shown above the chat.")
+    enabled = models.BooleanField(default=True)
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+",
+        help_text="Leave users and groups empty to open the deployment to everyone with a role.",
+    )
+    allowed_groups = models.ManyToManyField("auth.Group", blank=True, related_name="+")
+    health_status = models.CharField(max_length=16, choices=Health.choices, default=Health.UNKNOWN)
+    health_detail = models.CharField(max_length=500, blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_name", "-model_version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_name", "model_version"],
+                name="deployment_unique_model_version",
+                violation_error_message="A deployment of this model version already exists.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.model_at_version
+
+    @property
+    def model_at_version(self) -> str:
+        return f"{self.model_name}@{self.model_version}"
+
+    @property
+    def review_app_url(self) -> str:
+        if self.pk is None:
+            return ""
+        return settings.SITE_URL + reverse("agents:chat", args=[self.pk])
+
+    def clean(self) -> None:
+        self._fill_derived_names()
+        errors: dict[str, list[str]] = {}
+        if self.feedback_sink == FeedbackSink.MLFLOW and not self.feedback_endpoint:
+            errors["feedback_endpoint"] = ["Give the MLflow tracking server's URL."]
+        if self.auth_kind == AuthKind.ENV_TOKEN and not self.auth_env_var:
+            errors["auth_env_var"] = ["Name the environment variable that holds the token."]
+        if self.auth_kind != AuthKind.ENV_TOKEN and self.auth_env_var:
+            errors["auth_env_var"] = ["Only used with a token from an environment variable."]
+        errors.update(self._custom_inputs_errors())
+        if errors:
+            raise ValidationError(errors)
+
+    def _fill_derived_names(self) -> None:
+        if not (self.model_name and self.model_version):
+            return
+        base = v.sanitize_model_name(self.model_name)
+        if not self.endpoint_name:
+            self.endpoint_name = f"agents_{base}"[:63]
+        if not self.served_entity_name:
+            self.served_entity_name = f"{base}_{self.model_version}"[:63]
+        if not self.display_name:
+            self.display_name = self.model_at_version
+        if (
+            self.feedback_sink == FeedbackSink.DATABRICKS
+            and not self.feedback_endpoint
+            and self.query_endpoint
+        ):
+            origin = urlsplit(self.query_endpoint)
+            self.feedback_endpoint = (
+                f"{origin.scheme}://{origin.netloc}/serving-endpoints/"
+                f"{self.endpoint_name}/served-models/feedback/invocations"
+            )
+
+    def _custom_inputs_errors(self) -> dict[str, list[str]]:
+        schema = self.custom_inputs_schema
+        if schema in (None, ""):
+            return {}
+        if not isinstance(schema, dict):
+            return {"custom_inputs_schema": ["A JSON Schema is a JSON object."]}
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            return {"custom_inputs_schema": [f"Not a valid JSON Schema: {exc.message}"]}
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(self.default_custom_inputs))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+            return {"default_custom_inputs": [f"Does not match the schema at {where}: {error.message}"]}
+        return {}
+
+
+class RequestLog(models.Model):
+    """One chat turn, in the Databricks request-log schema (filled by the chat issue)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="requests")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    client_request_id = models.CharField(max_length=64, blank=True)
+    databricks_request_id = models.CharField(max_length=128, unique=True)
+    date = models.DateField()
+    timestamp_ms = models.BigIntegerField()
+    status_code = models.PositiveIntegerField()
+    execution_time_ms = models.PositiveIntegerField()
+    conversation_id = models.CharField(max_length=128, blank=True, db_index=True)
+    request = models.TextField(blank=True)
+    response = models.TextField(blank=True)
+    request_raw = models.JSONField(null=True)
+    response_raw = models.JSONField(null=True)
+    trace = models.JSONField(null=True)
+    request_metadata = models.JSONField(default=dict)
+    schema_version = models.CharField(max_length=16, default="1")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["deployment", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.databricks_request_id

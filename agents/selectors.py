@@ -1,0 +1,61 @@
+"""Reads: which deployments a user may see, with the figures the deployments page shows."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import Http404
+
+from agents.models import Deployment
+from reviewapp import roles
+
+
+def deployments_visible_to(user: AbstractBaseUser) -> QuerySet[Deployment]:
+    """Admins see every deployment; users with a role see the enabled ones open to them.
+
+    A deployment with no allowed users and no allowed groups is open to everyone with a role.
+    """
+    deployments = Deployment.objects.all()
+    if roles.is_admin(user):
+        return deployments
+    if not roles.can_chat(user):
+        return deployments.none()
+    open_to_all = Q(allowed_users__isnull=True, allowed_groups__isnull=True)
+    granted = Q(allowed_users=user) | Q(allowed_groups__in=user.groups.all())
+    visible_ids = Deployment.objects.filter(open_to_all | granted).values("pk")
+    return deployments.filter(enabled=True, pk__in=visible_ids)
+
+
+def deployment_get_for_user(user: AbstractBaseUser, pk: int) -> Deployment:
+    """The deployment, or 404 whether it does not exist or the user may not see it."""
+    try:
+        return deployments_visible_to(user).get(pk=pk)
+    except Deployment.DoesNotExist:
+        raise Http404("No such deployment.") from None
+
+
+def deployment_list(
+    user: AbstractBaseUser, *, model_name: str = "", model_version: str = "", search: str = ""
+) -> QuerySet[Deployment]:
+    deployments = deployments_visible_to(user)
+    if model_name:
+        deployments = deployments.filter(model_name=model_name)
+    if model_version:
+        deployments = deployments.filter(model_version=model_version)
+    if search:
+        deployments = deployments.filter(
+            Q(display_name__icontains=search)
+            | Q(model_name__icontains=search)
+            | Q(endpoint_name__icontains=search)
+        )
+    return deployments
+
+
+def deployment_list_with_usage(user: AbstractBaseUser, **filters: str) -> QuerySet[Deployment]:
+    """The list page's rows: only the columns it shows, plus request count and last use."""
+    return (
+        deployment_list(user, **filters)
+        .only(
+            "id", "display_name", "model_name", "model_version", "endpoint_name",
+            "query_endpoint", "enabled", "health_status", "health_detail", "health_checked_at",
+        )
+        .annotate(request_count=Count("requests"), last_used_at=Max("requests__created_at"))
+    )

@@ -1,0 +1,73 @@
+"""Pages for deployments. Thin: authorize, call a selector or service, render."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from agents import selectors, services
+from agents.models import Deployment
+from reviewapp import roles
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _get_deployment_for_admin(request: HttpRequest, pk: int) -> Deployment:
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only admins manage deployments.")
+    return selectors.deployment_get_for_user(request.user, pk)
+
+
+def _render_row(request: HttpRequest, deployment: Deployment) -> HttpResponse:
+    row = selectors.deployment_list_with_usage(request.user).get(pk=deployment.pk)
+    return render(request, "agents/deployment_list.html#row", {"deployment": row})
+
+
+@require_GET
+@login_required
+def deployment_list(request: HtmxHttpRequest) -> HttpResponse:
+    filters = {
+        "model_name": request.GET.get("model_name", "").strip(),
+        "model_version": request.GET.get("model_version", "").strip(),
+        "search": request.GET.get("q", "").strip(),
+    }
+    deployments = selectors.deployment_list_with_usage(request.user, **filters)
+    page = Paginator(deployments, 50).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "filters": filters,
+        "filtering": any(filters.values()),
+        "has_any": selectors.deployments_visible_to(request.user).exists(),
+    }
+    template = "agents/deployment_list.html"
+    if request.htmx and request.htmx.target == "deployment-rows":
+        template += "#rows"
+    return render(request, template, context)
+
+
+@require_POST
+@login_required
+def deployment_toggle_enabled(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = _get_deployment_for_admin(request, pk)
+    services.deployment_set_enabled(deployment=deployment, enabled=not deployment.enabled)
+    return _render_row(request, deployment)
+
+
+@require_POST
+@login_required
+def deployment_check(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = _get_deployment_for_admin(request, pk)
+    services.deployment_check_reachability(deployment=deployment)
+    return _render_row(request, deployment)
+
+
+@require_GET
+@login_required
+def chat(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = selectors.deployment_get_for_user(request.user, pk)
+    return render(request, "agents/chat.html", {"deployment": deployment})

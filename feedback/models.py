@@ -1,0 +1,1 @@
+"""Ratings and their delivery to feedback sinks arrive with the rating issue."""

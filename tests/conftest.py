@@ -1,0 +1,142 @@
+"""Shared fixtures: users in each role, API clients, and the real servers integration tests use.
+
+Real servers (Redis, the demo agent) are required under CI=true; elsewhere a test that needs a
+missing one is skipped with a message saying what to start.
+"""
+
+import os
+
+import pytest
+import redis
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from agents.models import Deployment
+from reviewapp import roles
+
+pytest_plugins = ["tests.support.demo_agent"]
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_server(available: bool, what: str) -> None:
+    """Skip outside CI when a real server is missing; fail under CI, where it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is not reachable, and CI=true requires it.")
+    pytest.skip(f"{what} is not reachable; start it to run this test.")
+
+
+def _make_user(django_user_model, username: str, role: str | None):
+    user = django_user_model.objects.create_user(
+        username=username, email=f"{username}@example.com", password="pw-" + username
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return _make_user(django_user_model, "alice-admin", roles.ADMIN)
+
+
+@pytest.fixture
+def reviewer(db, django_user_model):
+    return _make_user(django_user_model, "rita-reviewer", roles.REVIEWER)
+
+
+@pytest.fixture
+def stakeholder(db, django_user_model):
+    return _make_user(django_user_model, "sam-stakeholder", roles.STAKEHOLDER)
+
+
+@pytest.fixture
+def stranger(db, django_user_model):
+    """Signed in, but with no role."""
+    return _make_user(django_user_model, "nora-norole", None)
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def deployment_factory(db):
+    counter = {"n": 0}
+
+    def make(**fields) -> Deployment:
+        counter["n"] += 1
+        n = counter["n"]
+        values = {
+            "model_name": f"main.agents.bot{n}",
+            "model_version": "1",
+            "query_endpoint": f"https://workspace.example.com/serving-endpoints/bot{n}/invocations",
+        }
+        values.update(fields)
+        deployment = Deployment(**values)
+        deployment.full_clean()
+        deployment.save()
+        return deployment
+
+    return make
+
+
+@pytest.fixture
+def demo_deployment(db, demo_agent):
+    """A deployment pointing at the running demo agent, as `make run` creates it."""
+    deployment = Deployment(
+        model_name="main.demo.rag_agent",
+        model_version="1",
+        display_name="Demo RAG agent",
+        query_endpoint=f"{demo_agent.url}/serving-endpoints/agents_main-demo-rag_agent/invocations",
+        agent_schema="chat_completions",
+        feedback_sink="databricks_feedback",
+    )
+    deployment.full_clean()
+    deployment.save()
+    return deployment
+
+
+def _redis_test_url() -> str:
+    configured = os.environ.get("CELERY_BROKER_URL", "")
+    if configured.startswith("redis://"):
+        return configured
+    return "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = _redis_test_url()
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        available = True
+    except redis.RedisError:
+        available = False
+    require_server(available, f"Redis at {url}")
+    return url
+
+
+@pytest.fixture
+def celery_worker_on_redis(redis_url, transactional_db):
+    """A real Celery worker (celery.contrib.testing) consuming from real Redis, in this process.
+
+    The test's database rows must be committed for the worker's thread to see them, hence
+    transactional_db.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from reviewapp.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = redis_url
+    app._pool = None  # publish on the new broker, not through a pool made for the old one
+    app.control.purge()  # messages left by an earlier, interrupted run are not this test's
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+            yield app
+    finally:
+        app.conf.broker_url = previous
+        app._pool = None
