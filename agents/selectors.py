@@ -1,7 +1,8 @@
 """Reads: which deployments a user may see, with the figures the deployments page shows."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, IntegerField, Max, Q, QuerySet
+from django.db.models.functions import Cast
 from django.http import Http404
 
 from agents.models import Deployment
@@ -58,4 +59,6 @@ def deployment_list_with_usage(user: AbstractBaseUser, **filters: str) -> QueryS
             "query_endpoint", "enabled", "health_status", "health_detail", "health_checked_at",
         )
         .annotate(request_count=Count("requests"), last_used_at=Max("requests__created_at"))
+        # Aggregation drops Meta.ordering; versions are digits, so sort them as numbers.
+        .order_by("model_name", Cast("model_version", IntegerField()).desc(), "pk")
     )

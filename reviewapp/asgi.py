@@ -6,6 +6,7 @@ agent never ties up a thread for a static request.
 """
 
 import os
+from pathlib import Path
 
 from django.core.asgi import get_asgi_application
 
@@ -13,16 +14,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402  (settings are ready only after the line above)
+from starlette.applications import Starlette  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 
-_static_prefix = "/" + settings.STATIC_URL.strip("/") + "/"
-_static_files = StaticFiles(directory=settings.STATIC_ROOT, check_dir=False)
+STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/")
+
+
+def build_static_app(directory: Path) -> Starlette:
+    # Mounted inside a Starlette app so a missing file is a plain 404 response.
+    files = StaticFiles(directory=directory, check_dir=False)
+    return Starlette(routes=[Mount(STATIC_PREFIX, app=files)])
+
+
+static_application = build_static_app(settings.STATIC_ROOT)
 
 
 async def application(scope: dict, receive, send) -> None:  # noqa: ANN001
-    if scope["type"] == "http" and scope["path"].startswith(_static_prefix):
-        # Starlette resolves files from the path below root_path.
-        scope = dict(scope, root_path=scope.get("root_path", "") + _static_prefix.rstrip("/"))
-        await _static_files(scope, receive, send)
+    if scope["type"] == "http" and scope["path"].startswith(STATIC_PREFIX + "/"):
+        await static_application(scope, receive, send)
         return
     await django_application(scope, receive, send)

@@ -23,7 +23,7 @@ def _commands(env: dict[str, str]) -> dict[str, list[str]]:
     return {
         "demo-agent": [sys.executable, "-m", "demo_agent", "--port", env["DEMO_AGENT_PORT"]],
         "web": [str(BIN / "uvicorn"), "reviewapp.asgi:application", "--host", host,
-                "--port", env["WEB_PORT"], "--no-access-log"],
+                "--port", env["WEB_PORT"], "--no-access-log", "--lifespan", "off"],
         "worker": [str(BIN / "celery"), "-A", "reviewapp", "worker", "--loglevel=INFO",
                    "--concurrency=2", "--hostname=worker@%h"],
         "beat": [str(BIN / "celery"), "-A", "reviewapp", "beat", "--loglevel=INFO"],

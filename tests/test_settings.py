@@ -1,0 +1,89 @@
+"""A missing or bad setting stops start-up with a message that says what to set."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from reviewapp import env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_up(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
+    """Load the settings in a fresh process, as `manage.py check` does at start-up."""
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "SECRET_KEY_FILE", "DEBUG")}
+    environ.update({"VAR_DIR": str(tmp_path), "SECRET_KEY": "x" * 50})
+    environ.update(overrides)
+    environ = {k: v for k, v in environ.items() if v is not None and v != "<unset>"}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_the_defaults_start(tmp_path):
+    result = start_up(tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"SECRET_KEY": "<unset>"}, "SECRET_KEY is not set"),
+        ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+        ({"DATABASE_URL": "mysql://root@localhost/db"}, "unsupported database"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL="),
+        ({"CELERY_BROKER_URL": "memory://"}, "CELERY_BROKER_URL='memory://' is not supported"),
+        ({"WEB_PORT": "eighty"}, "WEB_PORT='eighty' is not a whole number"),
+        ({"DEMO_AGENT_PORT": "70000"}, "DEMO_AGENT_PORT=70000 is out of range"),
+        ({"SITE_URL": "ftp://example.com"}, "SITE_URL='ftp://example.com' must be an http(s) URL"),
+        ({"SECRET_KEY": "<unset>", "SECRET_KEY_FILE": "/nonexistent/key"}, "SECRET_KEY_FILE="),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_what_to_set(tmp_path, overrides, expected):
+    result = start_up(tmp_path, **overrides)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert expected in result.stderr
+
+
+def test_debug_mode_runs_without_a_secret_key(tmp_path):
+    result = start_up(tmp_path, SECRET_KEY="<unset>", DEBUG="true")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_secret_key_can_come_from_a_file(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("k" * 50 + "\n")
+    result = start_up(tmp_path, SECRET_KEY="<unset>", SECRET_KEY_FILE=str(key_file))
+    assert result.returncode == 0, result.stderr
+
+
+def test_tasks_never_run_eagerly_and_the_default_broker_needs_no_server():
+    assert settings.CELERY_TASK_ALWAYS_EAGER is False
+    from reviewapp.celery import app
+
+    assert app.conf.task_always_eager is False
+
+
+def test_env_bool_accepts_only_clear_values(monkeypatch):
+    monkeypatch.setenv("FLAG", "TRUE")
+    assert env.env_bool("FLAG") is True
+    monkeypatch.setenv("FLAG", "0")
+    assert env.env_bool("FLAG") is False
+    monkeypatch.setenv("FLAG", "yep")
+    with pytest.raises(ImproperlyConfigured, match="FLAG"):
+        env.env_bool("FLAG")
+
+
+def test_env_secret_refuses_both_forms(monkeypatch, tmp_path):
+    monkeypatch.setenv("TOKEN", "a")
+    monkeypatch.setenv("TOKEN_FILE", str(tmp_path / "t"))
+    with pytest.raises(ImproperlyConfigured, match="either TOKEN or TOKEN_FILE"):
+        env.env_secret("TOKEN")
