@@ -140,3 +140,17 @@ def celery_worker_on_redis(redis_url, transactional_db):
     finally:
         app.conf.broker_url = previous
         app._pool = None
+
+
+# --- Browser tests -------------------------------------------------------------------------------
+# Debian's chromium, never a downloaded browser. Playwright's sync API runs an event loop in the
+# test's thread, so Django's guard against ORM calls from async code must be relaxed for them.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    require_server(os.path.exists(CHROMIUM), f"Debian's chromium ({CHROMIUM})")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_FLAGS}
