@@ -5,36 +5,82 @@ from agents.models import Deployment, RequestLog
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["display_name", "model_name", "model_version", "endpoint_name", "agent_schema",
-                    "feedback_sink", "enabled", "health_status", "updated_at"]
+    list_display = [
+        "display_name",
+        "model_name",
+        "model_version",
+        "endpoint_name",
+        "agent_schema",
+        "feedback_sink",
+        "enabled",
+        "health_status",
+        "updated_at",
+    ]
     list_filter = ["enabled", "agent_schema", "feedback_sink", "health_status"]
     search_fields = ["display_name", "model_name", "endpoint_name"]
     filter_horizontal = ["allowed_users", "allowed_groups"]
-    readonly_fields = ["review_app_url", "health_status", "health_detail", "health_checked_at",
-                       "created_at", "updated_at"]
+    readonly_fields = [
+        "review_app_url",
+        "health_status",
+        "health_detail",
+        "health_checked_at",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["display_name", "model_name", "model_version", "enabled"]}),
-        ("Endpoint", {"fields": ["query_endpoint", "endpoint_name", "served_entity_name",
-                                 "endpoint_url", "agent_schema", "request_timeout_s",
-                                 "review_app_url"]}),
-        ("Authentication (references only: tokens are never stored)",
-         {"fields": ["auth_kind", "auth_env_var", "databricks_profile"]}),
+        (
+            "Endpoint",
+            {
+                "fields": [
+                    "query_endpoint",
+                    "endpoint_name",
+                    "served_entity_name",
+                    "endpoint_url",
+                    "agent_schema",
+                    "request_timeout_s",
+                    "review_app_url",
+                ]
+            },
+        ),
+        (
+            "Authentication (references only: tokens are never stored)",
+            {"fields": ["auth_kind", "auth_env_var", "databricks_profile"]},
+        ),
         ("Feedback", {"fields": ["feedback_sink", "feedback_endpoint"]}),
-        ("Chat", {"fields": ["reviewer_instructions", "default_custom_inputs",
-                             "custom_inputs_schema"]}),
+        (
+            "Chat",
+            {"fields": ["reviewer_instructions", "default_custom_inputs", "custom_inputs_schema"]},
+        ),
         ("Access", {"fields": ["allowed_users", "allowed_groups"]}),
-        ("Health", {"fields": ["health_status", "health_detail", "health_checked_at",
-                               "created_at", "updated_at"]}),
+        (
+            "Health",
+            {
+                "fields": [
+                    "health_status",
+                    "health_detail",
+                    "health_checked_at",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
     ]
 
 
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
-    list_display = ["databricks_request_id", "deployment", "user", "status_code",
-                    "execution_time_ms", "created_at"]
+    list_display = [
+        "databricks_request_id",
+        "deployment",
+        "user",
+        "status_code",
+        "execution_time_ms",
+        "created_at",
+    ]
     list_filter = ["deployment", "status_code"]
     search_fields = ["databricks_request_id", "conversation_id"]
     list_select_related = ["deployment", "user"]
 
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request) -> bool:
         return False  # rows are written by chat turns only

@@ -13,11 +13,26 @@ from agents.models import Deployment
 from reviewapp.api import IsAdminForWrites
 
 _WRITABLE_FIELDS = [
-    "display_name", "model_name", "model_version", "endpoint_name", "served_entity_name",
-    "query_endpoint", "endpoint_url", "agent_schema", "feedback_sink", "feedback_endpoint",
-    "auth_kind", "auth_env_var", "databricks_profile", "request_timeout_s",
-    "default_custom_inputs", "custom_inputs_schema", "reviewer_instructions", "enabled",
-    "allowed_users", "allowed_groups",
+    "display_name",
+    "model_name",
+    "model_version",
+    "endpoint_name",
+    "served_entity_name",
+    "query_endpoint",
+    "endpoint_url",
+    "agent_schema",
+    "feedback_sink",
+    "feedback_endpoint",
+    "auth_kind",
+    "auth_env_var",
+    "databricks_profile",
+    "request_timeout_s",
+    "default_custom_inputs",
+    "custom_inputs_schema",
+    "reviewer_instructions",
+    "enabled",
+    "allowed_users",
+    "allowed_groups",
 ]
 _SECRET_LOOKING_KEYS = {"token", "auth_token", "api_key", "password", "secret", "pat"}
 
@@ -48,11 +63,15 @@ class DeploymentInputSerializer(serializers.ModelSerializer):
             unknown = sorted(set(data) - set(self.fields))
             secrets = [key for key in unknown if key.lower() in _SECRET_LOOKING_KEYS]
             if secrets:
-                raise serializers.ValidationError({
-                    key: ["Tokens are never stored: put it in an environment variable on the "
-                          "server and give that variable's name in auth_env_var."]
-                    for key in secrets
-                })
+                raise serializers.ValidationError(
+                    {
+                        key: [
+                            "Tokens are never stored: put it in an environment variable on the "
+                            "server and give that variable's name in auth_env_var."
+                        ]
+                        for key in secrets
+                    }
+                )
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
         return super().to_internal_value(data)

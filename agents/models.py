@@ -45,11 +45,15 @@ class Deployment(models.Model):
     model_name = models.CharField(max_length=255, validators=[v.validate_model_name])
     model_version = models.CharField(max_length=9, validators=[v.validate_model_version])
     endpoint_name = models.CharField(
-        max_length=63, blank=True, validators=[v.validate_endpoint_name],
-        help_text="Defaults to agents_<catalog-schema-model>, as databricks.agents.deploy names it.",
+        max_length=63,
+        blank=True,
+        validators=[v.validate_endpoint_name],
+        help_text="Defaults to agents_<catalog-schema-model>, as databricks.agents.deploy does.",
     )
     served_entity_name = models.CharField(
-        max_length=63, blank=True, validators=[v.validate_endpoint_name],
+        max_length=63,
+        blank=True,
+        validators=[v.validate_endpoint_name],
         help_text="Defaults to <catalog-schema-model>_<version>.",
     )
     query_endpoint = v.HttpUrlField(
@@ -57,7 +61,8 @@ class Deployment(models.Model):
         help_text="The URL chat turns are POSTed to (…/serving-endpoints/<name>/invocations).",
     )
     endpoint_url = v.HttpUrlField(
-        max_length=2000, blank=True,
+        max_length=2000,
+        blank=True,
         help_text="The endpoint's page in its workspace, for people.",
     )
     agent_schema = models.CharField(
@@ -67,22 +72,27 @@ class Deployment(models.Model):
         max_length=24, choices=FeedbackSink.choices, default=FeedbackSink.NONE
     )
     feedback_endpoint = v.HttpUrlField(
-        max_length=2000, blank=True,
+        max_length=2000,
+        blank=True,
         help_text="Databricks: the feedback model's invocations URL (derived when left blank). "
         "MLflow: the tracking server's URL.",
     )
     auth_kind = models.CharField(max_length=16, choices=AuthKind.choices, default=AuthKind.NONE)
     auth_env_var = models.CharField(
-        max_length=128, blank=True, validators=[v.validate_env_var_name],
+        max_length=128,
+        blank=True,
+        validators=[v.validate_env_var_name],
         help_text="Name of the environment variable that holds the bearer token. The token itself "
         "is never stored here.",
     )
     databricks_profile = models.CharField(
-        max_length=128, blank=True,
+        max_length=128,
+        blank=True,
         help_text="A profile in ~/.databrickscfg; blank uses DATABRICKS_HOST/DATABRICKS_TOKEN etc.",
     )
     request_timeout_s = models.PositiveIntegerField(
-        default=60, validators=[MinValueValidator(1), MaxValueValidator(900)],
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(900)],
         help_text="Seconds to wait for an answer; endpoints scaling up from zero need minutes.",
     )
     default_custom_inputs = models.JSONField(
@@ -94,7 +104,9 @@ class Deployment(models.Model):
     reviewer_instructions = models.TextField(blank=True, help_text="Markdown shown above the chat.")
     enabled = models.BooleanField(default=True)
     allowed_users = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="+",
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="+",
         help_text="Leave users and groups empty to open the deployment to everyone with a role.",
     )
     allowed_groups = models.ManyToManyField("auth.Group", blank=True, related_name="+")
@@ -175,7 +187,9 @@ class Deployment(models.Model):
         error = jsonschema.exceptions.best_match(validator.iter_errors(self.default_custom_inputs))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-            return {"default_custom_inputs": [f"Does not match the schema at {where}: {error.message}"]}
+            return {
+                "default_custom_inputs": [f"Does not match the schema at {where}: {error.message}"]
+            }
         return {}
 
 

@@ -55,8 +55,16 @@ def deployment_list_with_usage(user: AbstractBaseUser, **filters: str) -> QueryS
     return (
         deployment_list(user, **filters)
         .only(
-            "id", "display_name", "model_name", "model_version", "endpoint_name",
-            "query_endpoint", "enabled", "health_status", "health_detail", "health_checked_at",
+            "id",
+            "display_name",
+            "model_name",
+            "model_version",
+            "endpoint_name",
+            "query_endpoint",
+            "enabled",
+            "health_status",
+            "health_detail",
+            "health_checked_at",
         )
         .annotate(request_count=Count("requests"), last_used_at=Max("requests__created_at"))
         # Aggregation drops Meta.ordering; versions are digits, so sort them as numbers.

@@ -14,7 +14,9 @@ validate_model_name = RegexValidator(
     r"^[A-Za-z0-9_][A-Za-z0-9_-]*\.[A-Za-z0-9_][A-Za-z0-9_-]*\.[A-Za-z0-9_][A-Za-z0-9_-]*$",
     "Use a Unity Catalog name of the form catalog.schema.model (letters, digits, _ and -).",
 )
-validate_model_version = RegexValidator(r"^[0-9]{1,9}$", "A model version is a whole number, like 3.")
+validate_model_version = RegexValidator(
+    r"^[0-9]{1,9}$", "A model version is a whole number, like 3."
+)
 validate_endpoint_name = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$",
     "An endpoint name has up to 63 letters, digits, _ and -, starting with a letter or digit.",
@@ -35,7 +37,7 @@ def validate_http_url(value: str) -> None:
 
 def validate_json_object(value: object) -> None:
     if not isinstance(value, dict):
-        raise ValidationError("Must be a JSON object, like {\"top_k\": 3}.")
+        raise ValidationError('Must be a JSON object, like {"top_k": 3}.')
     size = len(json.dumps(value).encode())
     if size > MAX_CUSTOM_INPUTS_BYTES:
         raise ValidationError(f"Is {size} bytes; at most {MAX_CUSTOM_INPUTS_BYTES} are allowed.")

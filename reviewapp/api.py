@@ -11,7 +11,9 @@ from reviewapp import roles
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Services raise Django's ValidationError; the API answers it as a 400 with field errors."""
     if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        detail = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         exc = exceptions.ValidationError(detail=detail)
     return drf_exception_handler(exc, context)
 
@@ -21,7 +23,7 @@ class IsAdminForWrites(permissions.BasePermission):
 
     message = "Only admins may create, change or delete deployments."
 
-    def has_permission(self, request, view) -> bool:  # noqa: ANN001
+    def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
         return request.method in permissions.SAFE_METHODS or roles.is_admin(request.user)

@@ -30,7 +30,7 @@ def build_static_app(directory: Path) -> Starlette:
 static_application = build_static_app(settings.STATIC_ROOT)
 
 
-async def application(scope: dict, receive, send) -> None:  # noqa: ANN001
+async def application(scope: dict, receive, send) -> None:
     if scope["type"] == "http" and scope["path"].startswith(STATIC_PREFIX + "/"):
         await static_application(scope, receive, send)
         return

@@ -1,4 +1,4 @@
-"""The Celery application. Workers and beat: `celery -A reviewapp worker` / `celery -A reviewapp beat`."""
+"""The Celery application: `celery -A reviewapp worker` and `celery -A reviewapp beat`."""
 
 import os
 from pathlib import Path

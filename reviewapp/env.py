@@ -30,7 +30,9 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: set it to 'true' or 'false'.")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -68,5 +70,7 @@ def env_http_url(name: str, default: str) -> str:
     value = os.environ.get(name, default).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ImproperlyConfigured(f"{name}={value!r} must be an http(s) URL such as http://host:8000.")
+        raise ImproperlyConfigured(
+            f"{name}={value!r} must be an http(s) URL such as http://host:8000."
+        )
     return value

@@ -13,9 +13,7 @@ def ensure_roles(**kwargs: object) -> None:
     for name in roles.ROLES:
         Group.objects.get_or_create(name=name)
     admin_group = Group.objects.get(name=roles.ADMIN)
-    admin_group.permissions.add(
-        *Permission.objects.filter(content_type__app_label__in=_ADMIN_APPS)
-    )
+    admin_group.permissions.add(*Permission.objects.filter(content_type__app_label__in=_ADMIN_APPS))
 
 
 def user_set_role(*, user: AbstractUser, role: str) -> AbstractUser:

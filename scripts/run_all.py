@@ -22,10 +22,26 @@ def _commands(env: dict[str, str]) -> dict[str, list[str]]:
     host = env.get("WEB_HOST", "127.0.0.1")
     return {
         "demo-agent": [sys.executable, "-m", "demo_agent", "--port", env["DEMO_AGENT_PORT"]],
-        "web": [str(BIN / "uvicorn"), "reviewapp.asgi:application", "--host", host,
-                "--port", env["WEB_PORT"], "--no-access-log", "--lifespan", "off"],
-        "worker": [str(BIN / "celery"), "-A", "reviewapp", "worker", "--loglevel=INFO",
-                   "--concurrency=2", "--hostname=worker@%h"],
+        "web": [
+            str(BIN / "uvicorn"),
+            "reviewapp.asgi:application",
+            "--host",
+            host,
+            "--port",
+            env["WEB_PORT"],
+            "--no-access-log",
+            "--lifespan",
+            "off",
+        ],
+        "worker": [
+            str(BIN / "celery"),
+            "-A",
+            "reviewapp",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "--hostname=worker@%h",
+        ],
         "beat": [str(BIN / "celery"), "-A", "reviewapp", "beat", "--loglevel=INFO"],
     }
 
@@ -80,15 +96,20 @@ def main() -> int:
         password = password_file.read_text().strip() if password_file.exists() else "(yours)"
         print(f"\n  Review App is running: {web_url}/deployments/", flush=True)
         print(f"  Log in as {env.get('ADMIN_USERNAME', 'admin')} / {password}", flush=True)
-        print(f"  Demo agent: http://127.0.0.1:{env['DEMO_AGENT_PORT']}   (Ctrl-C stops all)\n",
-              flush=True)
+        print(
+            f"  Demo agent: http://127.0.0.1:{env['DEMO_AGENT_PORT']}   (Ctrl-C stops all)\n",
+            flush=True,
+        )
 
     exit_code = 0
     while not stopping:
         for name, process in processes.items():
             if process.poll() is not None:
-                print(f"{name} exited with code {process.returncode}; stopping the rest.",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{name} exited with code {process.returncode}; stopping the rest.",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 stopping, exit_code = True, 1
                 break
         time.sleep(0.5)

@@ -25,24 +25,38 @@ def free_port() -> int:
 
 
 def embedded_env(var_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY_FILE", "ADMIN_PASSWORD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY_FILE", "ADMIN_PASSWORD")
+    }
     env.update({"VAR_DIR": str(var_dir), "SECRET_KEY": "s" * 50, "MLFLOW_MODEL_CATALOG_URI": ""})
     env.update(extra)
     return env
 
 
 def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def table_rows(env: dict[str, str], sql: str) -> str:
-    output = manage(env, "shell", "--no-imports", "-c",
-                    f"from django.db import connection; c=connection.cursor(); "
-                    f"c.execute({sql!r}); print(c.fetchall())")
+    output = manage(
+        env,
+        "shell",
+        "--no-imports",
+        "-c",
+        f"from django.db import connection; c=connection.cursor(); "
+        f"c.execute({sql!r}); print(c.fetchall())",
+    )
     return output.strip()
 
 
@@ -69,8 +83,13 @@ def test_set_up_keeps_an_admins_edits_and_follows_a_moved_demo_agent(tmp_path):
     env = embedded_env(tmp_path)
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "bootstrap_demo")
-    manage(env, "shell", "-c", "from agents.models import Deployment as D; "
-                               "D.objects.update(display_name='Renamed by admin')")
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from agents.models import Deployment as D; "
+        "D.objects.update(display_name='Renamed by admin')",
+    )
     manage({**env, "DEMO_AGENT_PORT": "9123"}, "bootstrap_demo")
     rows = table_rows(env, "select display_name, query_endpoint from agents_deployment")
     assert "Renamed by admin" in rows
@@ -80,14 +99,24 @@ def test_set_up_keeps_an_admins_edits_and_follows_a_moved_demo_agent(tmp_path):
 @pytest.mark.integration
 def test_the_launcher_serves_the_demo_deployment_and_stops_everything(tmp_path):
     web_port, agent_port = free_port(), free_port()
-    env = embedded_env(tmp_path, WEB_PORT=str(web_port), DEMO_AGENT_PORT=str(agent_port),
-                       REACHABILITY_CHECK_SECONDS="10")
+    env = embedded_env(
+        tmp_path,
+        WEB_PORT=str(web_port),
+        DEMO_AGENT_PORT=str(agent_port),
+        REACHABILITY_CHECK_SECONDS="10",
+    )
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "collectstatic", "--noinput", "-v", "0")
     manage(env, "bootstrap_demo")
     password = (tmp_path / "admin-password").read_text().strip()
-    launcher = subprocess.Popen([sys.executable, "scripts/run_all.py"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "scripts/run_all.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{web_port}"
     try:
         banner = _read_until(launcher, "Log in as", timeout_s=90)
@@ -95,8 +124,14 @@ def test_the_launcher_serves_the_demo_deployment_and_stops_everything(tmp_path):
         with httpx.Client(base_url=base, timeout=10) as client:
             login_page = client.get("/login/")
             assert client.get("/static/vendor/htmx/htmx.min.js").status_code == 200
-            client.post("/login/", data={"username": "admin", "password": password,
-                                         "csrfmiddlewaretoken": login_page.cookies["csrftoken"]})
+            client.post(
+                "/login/",
+                data={
+                    "username": "admin",
+                    "password": password,
+                    "csrfmiddlewaretoken": login_page.cookies["csrftoken"],
+                },
+            )
             # Beat schedules the reachability check, the worker runs it over the filesystem
             # broker, and the page shows the result: all four processes at work.
             deadline = time.monotonic() + 60

@@ -16,14 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_up(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
     """Load the settings in a fresh process, as `manage.py check` does at start-up."""
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "SECRET_KEY_FILE", "DEBUG")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "SECRET_KEY_FILE", "DEBUG")
+    }
     environ.update({"VAR_DIR": str(tmp_path), "SECRET_KEY": "x" * 50})
     environ.update(overrides)
     environ = {k: v for k, v in environ.items() if v is not None and v != "<unset>"}
     return subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ,
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

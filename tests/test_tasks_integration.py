@@ -47,7 +47,9 @@ def test_the_worker_checks_one_deployment(celery_worker_on_redis, demo_agent):
 
 def test_the_periodic_task_checks_every_enabled_deployment(celery_worker_on_redis, demo_agent):
     up = make("main.demo.up", f"{demo_agent.url}/serving-endpoints/up/invocations")
-    down = make("main.demo.down", f"http://127.0.0.1:{closed_port()}/serving-endpoints/x/invocations")
+    down = make(
+        "main.demo.down", f"http://127.0.0.1:{closed_port()}/serving-endpoints/x/invocations"
+    )
     deployments_check_reachability.delay()
     assert wait_for_health(up.pk).health_status == Health.REACHABLE
     assert wait_for_health(down.pk).health_status == Health.UNREACHABLE

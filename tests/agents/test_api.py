@@ -41,9 +41,17 @@ def test_it_lists_with_databricks_field_names(api_client, admin_user, deployment
     deployment = deployment_factory(feedback_sink="databricks_feedback")
     api_client.force_authenticate(admin_user)
     [row] = api_client.get(LIST_URL).json()["results"]
-    for field in ("model_name", "model_version", "endpoint_name", "served_entity_name",
-                  "query_endpoint", "endpoint_url", "review_app_url", "feedback_endpoint",
-                  "agent_schema"):
+    for field in (
+        "model_name",
+        "model_version",
+        "endpoint_name",
+        "served_entity_name",
+        "query_endpoint",
+        "endpoint_url",
+        "review_app_url",
+        "feedback_endpoint",
+        "agent_schema",
+    ):
         assert field in row
     assert row["review_app_url"].endswith(f"/chat/{deployment.pk}/")
     assert row["feedback_endpoint"].endswith("/served-models/feedback/invocations")
@@ -87,7 +95,12 @@ def test_a_stakeholder_cannot_create_change_or_delete(api_client, stakeholder, d
     deployment = deployment_factory()
     api_client.force_authenticate(stakeholder)
     assert api_client.post(LIST_URL, NEW, format="json").status_code == 403
-    assert api_client.patch(f"{LIST_URL}{deployment.pk}/", {"enabled": False}, format="json").status_code == 403
+    assert (
+        api_client.patch(
+            f"{LIST_URL}{deployment.pk}/", {"enabled": False}, format="json"
+        ).status_code
+        == 403
+    )
     assert api_client.delete(f"{LIST_URL}{deployment.pk}/").status_code == 403
     assert Deployment.objects.count() == 1
     assert Deployment.objects.get().enabled
@@ -101,7 +114,9 @@ def test_an_admin_creates_updates_and_deletes(api_client, admin_user):
     assert body["endpoint_name"] == "agents_main-agents-rag_bot"
     assert body["served_entity_name"] == "main-agents-rag_bot_2"
     detail = f"{LIST_URL}{body['id']}/"
-    changed = api_client.patch(detail, {"display_name": "RAG bot", "request_timeout_s": 300}, format="json")
+    changed = api_client.patch(
+        detail, {"display_name": "RAG bot", "request_timeout_s": 300}, format="json"
+    )
     assert changed.status_code == 200
     assert changed.json()["display_name"] == "RAG bot"
     assert Deployment.objects.get().request_timeout_s == 300
@@ -131,7 +146,9 @@ def test_a_duplicate_model_version_is_a_400(api_client, admin_user):
 
 def test_model_level_rules_come_back_as_400(api_client, admin_user):
     api_client.force_authenticate(admin_user)
-    response = api_client.post(LIST_URL, {**NEW, "feedback_sink": "mlflow_assessments"}, format="json")
+    response = api_client.post(
+        LIST_URL, {**NEW, "feedback_sink": "mlflow_assessments"}, format="json"
+    )
     assert response.status_code == 400
     assert "feedback_endpoint" in response.json()
 
@@ -148,7 +165,9 @@ def test_a_token_is_never_accepted_or_echoed(api_client, admin_user):
 def test_unknown_ids_are_404(api_client, admin_user):
     api_client.force_authenticate(admin_user)
     assert api_client.get(f"{LIST_URL}99999/").status_code == 404
-    assert api_client.patch(f"{LIST_URL}99999/", {"enabled": False}, format="json").status_code == 404
+    assert (
+        api_client.patch(f"{LIST_URL}99999/", {"enabled": False}, format="json").status_code == 404
+    )
 
 
 def test_the_openapi_schema_and_docs_are_served_without_a_cdn(client, admin_user):

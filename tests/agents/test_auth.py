@@ -11,8 +11,12 @@ from agents.models import AuthKind, Deployment
 
 
 def deployment(**fields) -> Deployment:
-    return Deployment(model_name="main.a.bot", model_version="1",
-                      query_endpoint="https://h.example.com/x", **fields)
+    return Deployment(
+        model_name="main.a.bot",
+        model_version="1",
+        query_endpoint="https://h.example.com/x",
+        **fields,
+    )
 
 
 def test_no_auth_sends_no_header():

@@ -43,7 +43,9 @@ def test_it_derives_the_databricks_feedback_endpoint():
     )
 
 
-@pytest.mark.parametrize("name", ["rag_bot", "main.rag_bot", "main..bot", "a.b.c.d", "main.agents.bot!"])
+@pytest.mark.parametrize(
+    "name", ["rag_bot", "main.rag_bot", "main..bot", "a.b.c.d", "main.agents.bot!"]
+)
 def test_it_rejects_a_model_name_that_is_not_catalog_schema_model(name):
     assert "catalog.schema.model" in errors_of(model_name=name)["model_name"][0]
 
@@ -62,7 +64,9 @@ def test_it_accepts_only_http_urls(url):
 
 
 def test_it_refuses_credentials_inside_a_url():
-    message = errors_of(query_endpoint="https://token:dapi123@host.example.com/x")["query_endpoint"][0]
+    message = errors_of(query_endpoint="https://token:dapi123@host.example.com/x")[
+        "query_endpoint"
+    ][0]
     assert "credentials" in message
     assert "dapi123" not in message
 
@@ -81,9 +85,10 @@ def test_the_mlflow_sink_needs_the_tracking_server_url():
 
 def test_a_token_from_the_environment_needs_the_variable_name():
     assert "auth_env_var" in errors_of(auth_kind="env_token")
-    assert "environment variable" in errors_of(auth_kind="env_token", auth_env_var="not a name")[
-        "auth_env_var"
-    ][0]
+    assert (
+        "environment variable"
+        in errors_of(auth_kind="env_token", auth_env_var="not a name")["auth_env_var"][0]
+    )
 
 
 def test_default_custom_inputs_must_be_an_object():

@@ -41,7 +41,9 @@ class Command(BaseCommand):
         username, password_note = self._ensure_admin()
         deployment = self._ensure_demo_deployment()
         self.stdout.write(f"Admin login: {username} / {password_note}")
-        self.stdout.write(f"Demo deployment: {deployment.model_at_version} -> {deployment.query_endpoint}")
+        self.stdout.write(
+            f"Demo deployment: {deployment.model_at_version} -> {deployment.query_endpoint}"
+        )
 
     def _ensure_admin(self) -> tuple[str, str]:
         """Create the admin once; its password comes from ADMIN_PASSWORD or var/admin-password."""

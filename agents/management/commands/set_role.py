@@ -10,19 +10,28 @@ from reviewapp.setup import user_model, user_set_role
 class Command(BaseCommand):
     help = "Give a user one role: stakeholder (chat), reviewer (chat and rate) or admin."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("username")
         parser.add_argument("role", choices=roles.ROLES)
         parser.add_argument("--create", action="store_true", help="Create the user if missing.")
         parser.add_argument("--email", default="")
         parser.add_argument(
-            "--password-env", metavar="VAR",
+            "--password-env",
+            metavar="VAR",
             help="With --create: read the new user's password from this environment variable "
             "(otherwise a random one is generated and printed once).",
         )
 
-    def handle(self, *args, username: str, role: str, create: bool, email: str,
-               password_env: str | None, **options) -> None:
+    def handle(
+        self,
+        *args,
+        username: str,
+        role: str,
+        create: bool,
+        email: str,
+        password_env: str | None,
+        **options,
+    ) -> None:
         User = user_model()
         user = User.objects.filter(username=username).first()
         if user is None:
