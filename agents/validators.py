@@ -52,3 +52,7 @@ class HttpUrlField(models.URLField):
     """A URLField that accepts only http(s) URLs without credentials, with one clear message."""
 
     default_validators = [validate_http_url]
+
+    def formfield(self, **kwargs):  # noqa: ANN003, ANN201
+        # A bare host typed into a form means https, as Django 6 will assume anyway.
+        return super().formfield(**{"assume_scheme": "https", **kwargs})
