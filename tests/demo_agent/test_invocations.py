@@ -2,7 +2,6 @@
 
 import json
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -10,9 +9,10 @@ from mlflow.entities import SpanType, Trace
 from mlflow.tracing.constant import SpanAttributeKey, TraceMetadataKey
 
 from tests.demo_agent.helpers import answer_text, chat_body, invoke
+from tests.support import SHARED_FIXTURES
 
-# Trace.to_dict() of an MLflow 3 RAG agent (copied from the shared fixtures; made by MLflow).
-FIXTURE_TRACE = Path(__file__).with_name("fixtures") / "rag_simple.json"
+# Trace.to_dict() of an MLflow 3 RAG agent, made by MLflow (../shared/fixtures beside the repo).
+FIXTURE_TRACE = SHARED_FIXTURES / "traces" / "rag_simple.json"
 
 
 def traced_turn(agent, question=None, custom_inputs=None, headers=None):
