@@ -53,6 +53,6 @@ class HttpUrlField(models.URLField):
 
     default_validators = [validate_http_url]
 
-    def formfield(self, **kwargs):  # noqa: ANN003, ANN201
+    def formfield(self, **kwargs):
         # A bare host typed into a form means https, as Django 6 will assume anyway.
         return super().formfield(**{"assume_scheme": "https", **kwargs})
