@@ -17,11 +17,15 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_secret("SECRET_KEY")
+_GENERATED_KEY_FILE = VAR_DIR / "secret-key"  # written once by `make setup`
+if not SECRET_KEY and _GENERATED_KEY_FILE.exists():
+    SECRET_KEY = _GENERATED_KEY_FILE.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set: set SECRET_KEY (or SECRET_KEY_FILE) to a long random string, "
-            "or DEBUG=true for local development."
+            f"run `make setup` to generate {_GENERATED_KEY_FILE}, or set DEBUG=true for local "
+            "development."
         )
     SECRET_KEY = "insecure-development-key-used-only-with-DEBUG=true"  # noqa: S105
 

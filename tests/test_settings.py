@@ -94,3 +94,9 @@ def test_env_secret_refuses_both_forms(monkeypatch, tmp_path):
     monkeypatch.setenv("TOKEN_FILE", str(tmp_path / "t"))
     with pytest.raises(ImproperlyConfigured, match="either TOKEN or TOKEN_FILE"):
         env.env_secret("TOKEN")
+
+
+def test_the_key_generated_by_make_setup_is_used_when_none_is_set(tmp_path):
+    (tmp_path / "secret-key").write_text("g" * 50 + "\n")
+    result = start_up(tmp_path, SECRET_KEY="<unset>")
+    assert result.returncode == 0, result.stderr
