@@ -1,6 +1,5 @@
 """Idempotent set-up: the role groups, and users given a role."""
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group, Permission
 
 from reviewapp import roles
@@ -26,7 +25,3 @@ def user_set_role(*, user: AbstractUser, role: str) -> AbstractUser:
     user.is_staff = role == roles.ADMIN or user.is_superuser
     user.save(update_fields=["is_staff"])
     return user
-
-
-def user_model() -> type[AbstractUser]:
-    return get_user_model()

@@ -3,12 +3,13 @@ import secrets
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from agents import services
 from agents.models import Deployment
-from reviewapp.setup import ensure_roles, user_model
+from reviewapp.setup import ensure_roles
 
 DEMO_MODEL_NAME = "main.demo.rag_agent"
 DEMO_MODEL_VERSION = "1"
@@ -47,7 +48,7 @@ class Command(BaseCommand):
 
     def _ensure_admin(self) -> tuple[str, str]:
         """Create the admin once; its password comes from ADMIN_PASSWORD or var/admin-password."""
-        User = user_model()
+        User = get_user_model()
         username = os.environ.get("ADMIN_USERNAME", "admin")
         from_env = os.environ.get("ADMIN_PASSWORD", "")
         password_file = Path(settings.VAR_DIR) / "admin-password"

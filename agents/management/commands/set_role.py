@@ -1,10 +1,11 @@
 import os
 import secrets
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from reviewapp import roles
-from reviewapp.setup import user_model, user_set_role
+from reviewapp.setup import user_set_role
 
 
 class Command(BaseCommand):
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         password_env: str | None,
         **options,
     ) -> None:
-        User = user_model()
+        User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:
             if not create:
