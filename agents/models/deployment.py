@@ -191,34 +191,3 @@ class Deployment(models.Model):
                 "default_custom_inputs": [f"Does not match the schema at {where}: {error.message}"]
             }
         return {}
-
-
-class RequestLog(models.Model):
-    """One chat turn, in the Databricks request-log schema (filled by the chat issue)."""
-
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="requests")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    client_request_id = models.CharField(max_length=64, blank=True)
-    databricks_request_id = models.CharField(max_length=128, unique=True)
-    date = models.DateField()
-    timestamp_ms = models.BigIntegerField()
-    status_code = models.PositiveIntegerField()
-    execution_time_ms = models.PositiveIntegerField()
-    conversation_id = models.CharField(max_length=128, blank=True, db_index=True)
-    request = models.TextField(blank=True)
-    response = models.TextField(blank=True)
-    request_raw = models.JSONField(null=True)
-    response_raw = models.JSONField(null=True)
-    trace = models.JSONField(null=True)
-    request_metadata = models.JSONField(default=dict)
-    schema_version = models.CharField(max_length=16, default="1")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["deployment", "-created_at"])]
-
-    def __str__(self) -> str:
-        return self.databricks_request_id

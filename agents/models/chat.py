@@ -1,0 +1,81 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from agents.models.deployment import Deployment
+
+
+class Conversation(models.Model):
+    """One user's multi-turn chat with one deployment; its id is the agent's conversation_id."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="conversations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    # What the next turn sends as custom_inputs; each turn also records what it sent.
+    custom_inputs = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["user", "deployment", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.id}"
+
+
+class RequestLog(models.Model):
+    """One chat turn, in the Databricks request-log schema plus who, where and what failed.
+
+    `request` is the turn's user message and `response` the assistant's text; the raw bodies are
+    kept as sent and received (cut at REQUEST_LOG_MAX_BODY_BYTES, and then flagged).
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="requests")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Its column is the Databricks log's `conversation_id`: the id sent to the agent.
+    conversation = models.ForeignKey(
+        Conversation, null=True, on_delete=models.SET_NULL, related_name="turns"
+    )
+    client_request_id = models.CharField(max_length=64, blank=True)
+    databricks_request_id = models.CharField(max_length=128, unique=True)
+    date = models.DateField()
+    timestamp_ms = models.BigIntegerField()
+    status_code = models.PositiveIntegerField()
+    execution_time_ms = models.PositiveIntegerField()
+    request = models.TextField(blank=True)
+    response = models.TextField(blank=True)
+    request_raw = models.TextField(blank=True)
+    response_raw = models.TextField(blank=True)
+    request_raw_truncated = models.BooleanField(default=False)
+    response_raw_truncated = models.BooleanField(default=False)
+    trace = models.JSONField(null=True)
+    request_metadata = models.JSONField(default=dict)
+    schema_version = models.CharField(max_length=16, default="1")
+    custom_inputs = models.JSONField(default=dict)
+    custom_outputs = models.JSONField(null=True)
+    error = models.TextField(blank=True, help_text="Why the turn failed, in words; empty if not.")
+    error_detail = models.TextField(blank=True, help_text="Status and body excerpt, for experts.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["deployment", "-created_at"]),
+            models.Index(fields=["conversation", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.databricks_request_id
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.error
