@@ -1,11 +1,12 @@
 """Reads: which deployments a user may see, with the figures the deployments page shows."""
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast
 from django.http import Http404
 
-from agents.models import Deployment
+from agents.models import Conversation, Deployment, RequestLog
 from reviewapp import roles
 
 
@@ -70,3 +71,54 @@ def deployment_list_with_usage(user: AbstractBaseUser, **filters: str) -> QueryS
         # Aggregation drops Meta.ordering; versions are digits, so sort them as numbers.
         .order_by("model_name", Cast("model_version", IntegerField()).desc(), "pk")
     )
+
+
+def conversations_of(user: AbstractBaseUser, deployment: Deployment) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user=user, deployment=deployment).order_by("-updated_at")
+
+
+def conversation_get_for_user(
+    user: AbstractBaseUser, deployment: Deployment, conversation_id: object
+) -> Conversation:
+    """Only the owner sees a conversation; anything else is a 404."""
+    try:
+        return conversations_of(user, deployment).get(pk=conversation_id)
+    except (Conversation.DoesNotExist, ValidationError, ValueError):
+        raise Http404("No such conversation.") from None
+
+
+def requests_visible_to(user: AbstractBaseUser) -> QuerySet[RequestLog]:
+    """Reviewers and admins see every turn of the deployments they may review; stakeholders
+    see their own turns only."""
+    deployments = deployments_visible_to(user)
+    turns = RequestLog.objects.filter(deployment__in=deployments)
+    if roles.can_review(user):
+        return turns
+    return turns.filter(user=user)
+
+
+def request_get_for_user(user: AbstractBaseUser, request_id: str) -> RequestLog:
+    try:
+        return (
+            requests_visible_to(user)
+            .select_related("deployment", "user")
+            .get(databricks_request_id=request_id)
+        )
+    except RequestLog.DoesNotExist:
+        raise Http404("No such request.") from None
+
+
+def request_list(
+    user: AbstractBaseUser, *, deployment_id: str = "", conversation_id: str = ""
+) -> QuerySet[RequestLog]:
+    """Newest first, without the heavy columns (raw bodies, trace)."""
+    turns = requests_visible_to(user).defer("request_raw", "response_raw", "trace")
+    if deployment_id:
+        turns = turns.filter(deployment_id=deployment_id)
+    if conversation_id:
+        turns = turns.filter(conversation_id=conversation_id)
+    return turns.order_by("-created_at")
+
+
+def conversation_turns(conversation: Conversation) -> QuerySet[RequestLog]:
+    return conversation.turns.defer("request_raw", "response_raw", "trace").order_by("created_at")

@@ -64,10 +64,3 @@ def deployment_check(request: HttpRequest, pk: int) -> HttpResponse:
     deployment = _get_deployment_for_admin(request, pk)
     services.deployment_check_reachability(deployment=deployment)
     return _render_row(request, deployment)
-
-
-@require_GET
-@login_required
-def chat(request: HttpRequest, pk: int) -> HttpResponse:
-    deployment = selectors.deployment_get_for_user(request.user, pk)
-    return render(request, "agents/chat.html", {"deployment": deployment})

@@ -201,6 +201,11 @@ else:
     # that is still being worked on (Celery docs: redis.rst, Caveats).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 
+# Chat turns: the request log keeps raw bodies up to this size (longer ones are cut and flagged),
+# and an agent's answer larger than AGENT_MAX_REPLY_BYTES is refused.
+REQUEST_LOG_MAX_BODY_BYTES = env_int("REQUEST_LOG_MAX_BODY_BYTES", 10_000_000, minimum=1000)
+AGENT_MAX_REPLY_BYTES = env_int("AGENT_MAX_REPLY_BYTES", 50_000_000, minimum=1000)
+
 # How often the beat process re-checks whether each deployment's endpoint answers.
 REACHABILITY_CHECK_SECONDS = env_int("REACHABILITY_CHECK_SECONDS", 300, minimum=10)
 CELERY_BEAT_SCHEDULE = {

@@ -1,0 +1,88 @@
+"""The request page and the trace tree's fragments: the tree, a span's children, a span's detail.
+
+A trace is normalized once per process and kept (traces never change), so opening spans of a
+large trace does not normalize it again for every click.
+"""
+
+from functools import lru_cache
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from agents import selectors
+from agents.models import RequestLog
+from agents.traces import NormalizedTrace, Span, normalize_trace
+
+CHILDREN_PAGE = 200  # children shown per "show more" step
+EAGER_DEPTH = 1  # levels rendered with the tree; deeper ones load when opened
+
+
+@lru_cache(maxsize=32)
+def _normalized(request_id: str) -> NormalizedTrace | None:
+    raw = (
+        RequestLog.objects.filter(databricks_request_id=request_id)
+        .values_list("trace", flat=True)
+        .first()
+    )
+    return normalize_trace(raw) if raw else None
+
+
+def _trace_for(request: HttpRequest, request_id: str) -> tuple[RequestLog, NormalizedTrace]:
+    turn = selectors.request_get_for_user(request.user, request_id)  # 404 unless allowed
+    trace = _normalized(request_id)
+    if trace is None:
+        raise Http404("This answer came back without a trace.")
+    return turn, trace
+
+
+def _span_context(turn: RequestLog, trace: NormalizedTrace, spans: list[Span], offset: int = 0):
+    page = spans[offset : offset + CHILDREN_PAGE]
+    return {
+        "turn": turn,
+        "trace": trace,
+        "spans": page,
+        "next_offset": offset + CHILDREN_PAGE if len(spans) > offset + CHILDREN_PAGE else None,
+        "remaining": max(0, len(spans) - offset - CHILDREN_PAGE),
+        "eager_depth": EAGER_DEPTH,
+    }
+
+
+@require_GET
+@login_required
+def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
+    turn = selectors.request_get_for_user(request.user, request_id)
+    return render(request, "agents/request_detail.html", {"turn": turn})
+
+
+@require_GET
+@login_required
+def trace_tree(request: HttpRequest, request_id: str) -> HttpResponse:
+    turn, trace = _trace_for(request, request_id)
+    return render(request, "agents/_trace.html", _span_context(turn, trace, trace.roots))
+
+
+@require_GET
+@login_required
+def span_children(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
+    turn, trace = _trace_for(request, request_id)
+    span = trace.find(span_id)
+    if span is None:
+        raise Http404("No such span in this trace.")
+    try:
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        offset = 0
+    context = _span_context(turn, trace, span.children, offset)
+    return render(request, "agents/_span_nodes.html", context)
+
+
+@require_GET
+@login_required
+def span_detail(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
+    turn, trace = _trace_for(request, request_id)
+    span = trace.find(span_id)
+    if span is None:
+        raise Http404("No such span in this trace.")
+    return render(request, "agents/_span_detail.html", {"turn": turn, "trace": trace, "span": span})

@@ -1,0 +1,90 @@
+// The little the pages need beyond htmx: Enter to send, a waiting clock, copy buttons, and line
+// numbers for the custom_inputs editor. No framework, no build step.
+(function () {
+  "use strict";
+
+  // Enter sends, Shift+Enter breaks the line (the composer's message box).
+  document.addEventListener("keydown", function (event) {
+    var box = event.target;
+    if (box.id !== "message" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    if (box.value.trim() && !customInputsInvalid()) box.form.requestSubmit();
+  });
+
+  function customInputsInvalid() {
+    var status = document.getElementById("custom-inputs-status");
+    return status && status.dataset.valid === "false";
+  }
+
+  // Nothing is sent while custom_inputs are invalid: say why instead.
+  document.addEventListener("htmx:confirm", function (event) {
+    if (event.target.id !== "composer" || !customInputsInvalid()) return;
+    event.preventDefault();
+    document.getElementById("custom-inputs-editor").open = true;
+    document.getElementById("composer-error").textContent =
+      "Fix custom_inputs first: " + document.getElementById("custom-inputs-status").textContent.trim();
+  });
+
+  // "Waiting for the agent… N s", and after a few seconds the scale-from-zero hint.
+  var clock = null;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.target.id !== "composer") return;
+    document.getElementById("composer-error").textContent = "";
+    var waiting = document.getElementById("waiting");
+    var started = Date.now();
+    waiting.querySelector("[data-elapsed]").textContent = "0";
+    waiting.querySelector("[data-cold]").hidden = true;
+    clock = setInterval(function () {
+      var seconds = Math.floor((Date.now() - started) / 1000);
+      waiting.querySelector("[data-elapsed]").textContent = String(seconds);
+      if (seconds >= 5) waiting.querySelector("[data-cold]").hidden = false;
+    }, 250);
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.target.id !== "composer") return;
+    clearInterval(clock);
+    var swappedTurn = event.detail.successful && !event.detail.xhr.getResponseHeader("HX-Retarget");
+    if (swappedTurn) {
+      var box = document.getElementById("message");
+      box.value = "";
+      box.focus();
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.target.id === "messages") event.target.lastElementChild?.scrollIntoView({block: "nearest"});
+  });
+
+  // Copy buttons: data-copy="#id of the element whose text to copy".
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.querySelector(button.dataset.copy);
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1200);
+    });
+  });
+
+  // Line numbers beside the custom_inputs textarea, so "line 3, column 5" can be found.
+  function renumber(textarea) {
+    var gutter = textarea.parentElement.querySelector(".gutter");
+    if (!gutter) return;
+    var lines = textarea.value.split("\n").length;
+    var numbers = [];
+    for (var i = 1; i <= lines; i++) numbers.push(i);
+    gutter.textContent = numbers.join("\n");
+    gutter.scrollTop = textarea.scrollTop;
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.id === "custom-inputs") renumber(event.target);
+  });
+  document.addEventListener("scroll", function (event) {
+    if (event.target.id === "custom-inputs") renumber(event.target);
+  }, true);
+  document.addEventListener("DOMContentLoaded", function () {
+    var editor = document.getElementById("custom-inputs");
+    if (editor) renumber(editor);
+  });
+})();
