@@ -53,7 +53,7 @@ def test_chat_trace_and_custom_inputs_end_to_end(
     editor = page.get_by_label("custom_inputs (JSON)")
     editor.fill('{"top_k": 2, "style": }')
     status = page.locator("#custom-inputs-status")
-    expect(status).to_contain_text("Line 1, column 24")
+    expect(status).to_contain_text("Line 1, column 23")
     page.get_by_label("Message").fill("Tell me about the review app")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#composer-error")).to_contain_text("Fix custom_inputs first")
