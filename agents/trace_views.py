@@ -19,7 +19,7 @@ CHILDREN_PAGE = 200  # children shown per "show more" step
 EAGER_DEPTH = 1  # levels rendered with the tree; deeper ones load when opened
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)  # a 50,000-span trace takes tens of MB once normalized
 def _normalized(request_id: str) -> NormalizedTrace | None:
     raw = (
         RequestLog.objects.filter(databricks_request_id=request_id)
