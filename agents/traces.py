@@ -1,0 +1,556 @@
+"""Turn any MLflow trace dict into one normalized span tree (protocol.md §3).
+
+Traces come in every shape MLflow has written (2.x, 3.1, 3.5, 3.17, the older Databricks "V2"),
+and may be truncated or damaged: `normalize_trace` reads what it can, notes what it could not in
+`problems`, and never raises. No MLflow import: the app reads other MLflow versions' dicts.
+"""
+
+from __future__ import annotations
+
+import binascii
+import gc
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+INPUTS, OUTPUTS, SPAN_TYPE = "mlflow.spanInputs", "mlflow.spanOutputs", "mlflow.spanType"
+SCHEMA_KEY, TOKEN_USAGE_KEY = "mlflow.trace_schema.version", "mlflow.trace.tokenUsage"
+# json.dumps recurses once per nesting level (limit ~1000), so to_dict() moves subtrees deeper
+# than NEST_LIMIT spans to a top-level list, and decoded values nested deeper stay text.
+NEST_LIMIT = VALUE_DEPTH_LIMIT = 100
+_STATUS = {"OK": "OK", "ERROR": "ERROR", "UNSET": "UNSET", "": "UNSET"}
+_HEX = frozenset("0123456789abcdef")
+_LAST = 1 << 100  # sorts spans with no start time after the others
+_FAILED = object()
+# The C scanner, without json.loads' wrapper (a third of the cost on short values). NaN and
+# Infinity raise KeyError in parse_constant: they are not JSON, and DRF's renderer refuses them.
+_scan = json.JSONDecoder(parse_constant={}.__getitem__).scan_once
+
+
+def _decode(text: str) -> Any:
+    """`json.loads(text)`, or _FAILED when it is not JSON (or nested too deep to send on)."""
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError, KeyError, RecursionError):
+        stripped = text.lstrip(" \t\n\r")
+        return _decode(stripped) if stripped and stripped != text else _FAILED
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        return _FAILED
+    if len(text) > VALUE_DEPTH_LIMIT and text.count("[") + text.count("{") > VALUE_DEPTH_LIMIT:
+        stack = [(value, 0)]
+        while stack:  # iterative: the value may be nested ~1000 deep
+            item, depth = stack.pop()
+            if depth > VALUE_DEPTH_LIMIT:
+                return _FAILED
+            items = item.values() if type(item) is dict else item if type(item) is list else ()
+            stack.extend((v, depth + 1) for v in items)
+    return value
+
+
+def _jsonable(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """A JSON-safe copy of an input value not read by _decode: the caller may pass Python objects
+    (kept as their type name), NaN, cycles; depth and size are capped."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() < 8000 else "<int too large>"  # str(int) limit
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    budget = [20_000] if budget is None else budget
+    budget[0] -= 1
+    if depth >= VALUE_DEPTH_LIMIT or budget[0] < 0:
+        return "<truncated>"
+    if isinstance(value, dict):
+        return {_text(k): _jsonable(v, depth + 1, budget) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, depth + 1, budget) for v in value]
+    return f"<{type(value).__name__}>"
+
+
+def _text(value: Any) -> str:
+    if value.__class__ is str:
+        return value
+    if value.__class__ is int:  # chunk ids often are
+        return str(value)
+    return "" if value is None else json.dumps(_jsonable(value), ensure_ascii=False)
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None or value == "" else _text(value)
+
+
+def _time(value: Any, what: str, problems: list[str]) -> int | None:
+    """Nanoseconds (OTel's uint64) from an int, float or digit string (protobuf's int64 form)."""
+    if isinstance(value, (str, float)) and len(str(value)) < 30:
+        with suppress(ValueError, OverflowError):  # NaN, inf, "12.5", "abc"
+            value = int(value)
+    if value.__class__ is int and 0 <= value < 1 << 64:  # larger ones overflow float arithmetic
+        return value
+    if value is not None:
+        problems.append(
+            f"The {what} time {_text(value)[:40]} is unusable (not uint64 nanoseconds)."
+        )
+    return None
+
+
+def _hex_id(value: Any) -> str | None:
+    """Hex span id from 2.x `0x…`/hex, 3.5 hex or 3.x base64; None when absent or all zeros
+    (OTel's "invalid" id); ValueError when unreadable."""
+    if value is None or value == "":
+        return None
+    if value.__class__ is int and 0 <= value < 1 << 64:
+        return format(value, "016x") if value else None
+    if not isinstance(value, str):
+        raise ValueError
+    text = value.strip()
+    if text.endswith("="):  # base64 of 8 bytes always ends in "=", hex never does
+        try:
+            raw = binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        digits = raw.hex() if len(raw) == 8 else ""
+    else:
+        digits = text[2:].lower() if text[:2] in ("0x", "0X") else text.lower()
+    if not digits or len(digits) > 16 or not _HEX.issuperset(digits):
+        raise ValueError
+    return digits.rjust(16, "0") if digits.strip("0") else None
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Our objects are acyclic, and GC passes over a big input's objects cost as much as our work.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+@dataclass
+class Document:
+    position: int  # index in that retriever span's output list
+    page_content: str
+    doc_uri: str | None
+    chunk_id: str | None
+    metadata: dict  # the remaining metadata keys
+    doc_uri_is_http: bool  # True only for http(s) URIs: the UI links only those
+
+
+@dataclass
+class SpanEvent:
+    name: str
+    timestamp_ns: int | None
+    offset_ms: float | None  # from the trace start
+    attributes: dict
+    exception_type: str | None = None
+    exception_message: str | None = None
+    stacktrace: str | None = None
+
+
+@dataclass(eq=False, slots=True)  # identity equality: field-wise == would walk whole subtrees
+class Span:
+    span_id: str  # lowercase hex (16 chars); "missing-<n>"/"duplicate-<n>" when absent/reused
+    parent_id: str | None  # the parent in this tree (an orphan's is the root it hangs under)
+    name: str
+    span_type: str
+    start_ns: int | None
+    end_ns: int | None
+    duration_ms: float | None
+    offset_ms: float | None
+    status: str  # "OK" | "ERROR" | "UNSET"
+    status_message: str
+    inputs: Any
+    outputs: Any
+    attributes: dict
+    events: list[SpanEvent]
+    documents: list[Document] | None
+    children: list[Span] = field(default_factory=list, repr=False)
+    problems: list[str] = field(default_factory=list)
+    raw: dict | None = field(default=None, repr=False)
+    depth: int = -1  # -1 until the tree is walked
+
+    def to_dict(self) -> dict:
+        """This span with an empty "children" (NormalizedTrace.to_dict nests them)."""
+        out = {name: getattr(self, name) for name in _SPAN_KEYS}
+        # As strings: 19-digit integers are beyond what JavaScript numbers hold exactly.
+        out["start_ns"] = None if self.start_ns is None else str(self.start_ns)
+        out["end_ns"] = None if self.end_ns is None else str(self.end_ns)
+        out["events"] = [
+            {**vars(e), "timestamp_ns": None if e.timestamp_ns is None else str(e.timestamp_ns)}
+            for e in self.events
+        ]
+        if self.documents is not None:
+            out["documents"] = [vars(d).copy() for d in self.documents]
+        out["children"] = []
+        return out
+
+
+_SPAN_KEYS = [name for name in Span.__dataclass_fields__ if name != "children"]
+
+
+@dataclass(eq=False)
+class NormalizedTrace:
+    trace_id: str | None = None
+    request_id: str | None = None  # client_request_id (3.x) or request_id (2.x)
+    schema_version: str | None = None
+    status: str = "UNKNOWN"  # "OK" | "ERROR" | "IN_PROGRESS" | "UNKNOWN"
+    start_ns: int | None = None
+    duration_ms: float | None = None
+    roots: list[Span] = field(default_factory=list, repr=False)
+    span_count: int = 0
+    metadata: dict = field(default_factory=dict, repr=False)
+    tags: dict = field(default_factory=dict, repr=False)
+    token_usage: dict | None = None
+    problems: list[str] = field(default_factory=list)
+    _index: dict[str, Span] = field(default_factory=dict, repr=False)
+    _order: list[Span] = field(default_factory=list, repr=False)  # depth-first, roots first
+
+    def find(self, span_id: str) -> Span | None:
+        """The span with this id (also given as 0x-hex or base64)."""
+        try:
+            return self._index.get(span_id) or self._index.get(_hex_id(span_id) or "")
+        except (ValueError, TypeError):
+            return None
+
+    def iter_spans(self) -> Iterator[Span]:
+        return iter(self._order)
+
+    def to_dict(self) -> dict:
+        """JSON-serializable, children nested; values are shared with this object, not copied.
+
+        Every NEST_LIMIT levels a subtree moves to the top-level "continued" list (its parent,
+        named by "parent_id", has "children_continued": true).
+        """
+        roots, continued, by_id = [], [], {}
+        with _gc_paused():
+            for span in self._order:  # parents come before their children
+                out = by_id[span.span_id] = span.to_dict()
+                if span.depth == 0:
+                    roots.append(out)
+                elif span.depth % NEST_LIMIT == 0:
+                    continued.append(out)
+                    by_id[span.parent_id]["children_continued"] = True
+                else:
+                    by_id[span.parent_id]["children"].append(out)
+        out = {k: getattr(self, k) for k in NormalizedTrace.__dataclass_fields__ if k[0] != "_"}
+        out["start_ns"] = None if self.start_ns is None else str(self.start_ns)
+        return {**out, "roots": roots, "continued": continued}
+
+
+def normalize_trace(trace: Any) -> NormalizedTrace:
+    """Normalize a trace dict, its JSON text or a reply carrying `databricks_output`."""
+    try:
+        with _gc_paused():
+            return _Reader().read(trace)
+    except Exception as exc:  # a last resort: the reader means to handle everything itself
+        return NormalizedTrace(problems=[f"The trace could not be read ({type(exc).__name__})."])
+
+
+class _Reader:
+    """One normalization: the caches, retriever columns and notes that span reads share."""
+
+    def __init__(self) -> None:
+        self.ids: dict[Any, str | None] = {}
+        self.short_values: dict[str, Any] = {}
+        self.columns = ("page_content", "doc_uri", "chunk_id")
+        self.problems: list[str] = []
+
+    def read(self, trace: Any) -> NormalizedTrace:
+        for _ in range(5):  # peel JSON text and reply envelopes off the trace
+            if isinstance(trace, str):
+                trace = _decode(trace)
+            elif isinstance(trace, dict) and isinstance(trace.get("databricks_output"), dict):
+                trace = trace["databricks_output"].get("trace")
+            else:
+                break
+        info = trace.get("info") if isinstance(trace, dict) else None
+        info = info if isinstance(info, dict) else {}
+        spans = trace
+        if isinstance(trace, dict):  # the older Databricks "V2" has its spans at the top
+            data = trace.get("data")
+            spans = data.get("spans") if isinstance(data, dict) else trace.get("spans")
+            if not isinstance(spans, list):
+                self.problems.append("The trace has no list of spans.")
+        elif not isinstance(trace, list):
+            got = "invalid JSON" if trace is _FAILED else type(trace).__name__
+            self.problems.append(f"This is not a trace (got {got}).")
+        meta = info.get("trace_metadata", info.get("request_metadata"))
+        meta = _jsonable(meta) if isinstance(meta, dict) else {}
+        tags = _jsonable(info["tags"]) if isinstance(info.get("tags"), dict) else {}
+        self.read_retriever_schema(tags.get("retrievers"))
+        version = meta.get(SCHEMA_KEY) or (trace.get(SCHEMA_KEY) if type(trace) is dict else None)
+        if version is None and info:
+            version = "2" if "request_id" in info and "trace_id" not in info else "3"
+        usage = meta.get(TOKEN_USAGE_KEY)
+        usage = _decode(usage) if isinstance(usage, str) else usage
+        result = NormalizedTrace(
+            trace_id=_opt_text(info.get("trace_id") or info.get("request_id")),
+            request_id=_opt_text(info.get("client_request_id") or info.get("request_id")),
+            schema_version=_opt_text(version),
+            metadata=meta,
+            tags=tags,
+            token_usage=usage if isinstance(usage, dict) else None,
+        )
+        self.build(result, spans if isinstance(spans, list) else [])
+        state = info.get("state", info.get("status"))
+        state = state.upper() if isinstance(state, str) else state
+        if state in ("OK", "ERROR", "IN_PROGRESS"):
+            result.status = state
+        elif state is None and result.roots and result.roots[0].status != "UNSET":
+            result.status = result.roots[0].status  # no info: the root span's status
+        if result.duration_ms is None:  # no span times: what info reports
+            took = info.get("execution_duration_ms", info.get("execution_time_ms"))
+            took = _time(took, "execution", self.problems)
+            result.duration_ms = None if took is None else float(took)
+        result.problems = self.problems
+        return result
+
+    def read_retriever_schema(self, tag: Any) -> None:
+        """Custom document columns from the `retrievers` tag; its LAST entry counts (§3.5)."""
+        schemas = _decode(tag) if isinstance(tag, str) else tag
+        if isinstance(schemas, list) and schemas and isinstance(schemas[-1], dict):
+            last, keys = schemas[-1], ("text_column", "doc_uri", "primary_key")
+            self.columns = tuple(
+                last[k] if isinstance(last.get(k), str) and last[k] else default
+                for k, default in zip(keys, self.columns, strict=True)
+            )
+        elif tag is not None:
+            self.problems.append("The `retrievers` tag is not a list of schemas; ignored.")
+
+    def span_id(self, value: Any, problems: list[str], what: str = "span id") -> str | None:
+        hashable = isinstance(value, (str, int))
+        found = self.ids.get(value, _FAILED) if hashable else _FAILED
+        if found is not _FAILED:
+            return found
+        try:
+            found = self.ids[value] = _hex_id(value)  # only str and int ids get this far
+        except ValueError:
+            # A stable 16-hex stand-in: parent links still match, and URLs stay safe.
+            text = _text(value)
+            found = blake2b(text.encode(errors="surrogatepass"), digest_size=8).hexdigest()
+            problems.append(f"The {what} {text[:80]} is neither hex nor base64; now {found}.")
+        return found
+
+    def read_span(self, raw: dict) -> Span:
+        """One span of any schema; what cannot be read goes to `problems`."""
+        problems: list[str] = []
+        v2 = "context" in raw  # 2.x and Databricks "V2"
+        ids = raw["context"] if v2 else raw
+        span_id = self.span_id(ids.get("span_id") if isinstance(ids, dict) else None, problems)
+        parent = raw.get("parent_id") if v2 else raw.get("parent_span_id", raw.get("parent_id"))
+        parent_id = self.span_id(parent, problems, "parent id")
+        start = _time(raw.get("start_time_unix_nano", raw.get("start_time")), "start", problems)
+        end = _time(raw.get("end_time_unix_nano", raw.get("end_time")), "end", problems)
+        duration_ms = None if start is None or end is None else (end - start) / 1e6
+        if duration_ms is not None and duration_ms < 0:
+            problems.append("The span ends before it starts.")
+            duration_ms = None
+        status = raw.get("status")
+        if isinstance(status, dict):
+            code, message = status.get("code"), status.get("message")
+        else:
+            code, message = raw.get("status_code", status), raw.get("status_message")
+        status = (
+            _STATUS.get(code.upper().removeprefix("STATUS_CODE_")) if type(code) is str else None
+        )
+        if status is None and code is not None:
+            problems.append(f"Unknown status code {_text(code)[:40]}; shown as UNSET.")
+        attributes_in = raw.get("attributes")
+        if isinstance(attributes_in, str):  # Databricks "V2": the whole dict as one JSON string
+            attributes_in = _decode(attributes_in)
+        if not isinstance(attributes_in, dict):
+            if attributes_in is not None:
+                problems.append("The span's attributes are not an object.")
+            attributes_in = {}
+        attributes: dict[str, Any] = {}
+        short = self.short_values
+        for key, value in attributes_in.items():
+            key = key if key.__class__ is str else _text(key)
+            if value.__class__ is not str:
+                attributes[key] = _jsonable(value)
+            elif value in short:  # span types, log levels, the trace id: the same on most spans
+                attributes[key] = short[value]
+            else:
+                decoded = attributes[key] = _decode(value)
+                if decoded is _FAILED:  # plain text is kept as is; broken JSON is also noted
+                    attributes[key] = value
+                    if value.lstrip()[:1] in ("{", "[", '"'):
+                        problems.append(f"Attribute {key!r} is not valid JSON; kept as text.")
+                elif len(value) < 64 and not isinstance(decoded, (dict, list)):
+                    short[value] = decoded  # immutable, so sharing it is safe
+        inputs, outputs = attributes.pop(INPUTS, None), attributes.pop(OUTPUTS, None)
+        span_type = _opt_text(attributes.get(SPAN_TYPE, raw.get("span_type"))) or "UNKNOWN"
+        events = raw.get("events")
+        span = Span(
+            span_id or "", parent_id, _text(raw.get("name")), span_type, start, end, duration_ms,
+            None, status or "UNSET", _text(message), inputs, outputs, attributes,
+            self.read_events(events, problems) if events else [], None, [], problems,
+        )  # fmt: skip
+        if isinstance(outputs, list) and span_type.upper() == "RETRIEVER":
+            span.documents = self.read_documents(outputs, problems)
+        return span
+
+    def read_events(self, events: Any, problems: list[str]) -> list[SpanEvent]:
+        if not isinstance(events, list):
+            problems.append("The span's events are not a list.")
+            return []
+        out = []
+        for event in events:
+            if not isinstance(event, dict):
+                problems.append("An event is not an object; skipped.")
+                continue
+            when = _time(event.get("time_unix_nano", event.get("timestamp")), "event", problems)
+            if when is not None and when < 10**17:  # MLflow 2.x: microseconds (16 digits)
+                when *= 1000
+            attributes = event.get("attributes")
+            if attributes is not None and not isinstance(attributes, dict):
+                problems.append("An event's attributes are not an object.")
+            attributes = _jsonable(attributes) if isinstance(attributes, dict) else {}
+            item = SpanEvent(_text(event.get("name")), when, None, attributes)
+            if item.name == "exception":  # OpenTelemetry's exception event
+                item.exception_type = _opt_text(attributes.get("exception.type"))
+                item.exception_message = _opt_text(attributes.get("exception.message"))
+                item.stacktrace = _opt_text(attributes.get("exception.stacktrace"))
+            out.append(item)
+        return out
+
+    def read_documents(self, outputs: list, problems: list[str]) -> list[Document]:
+        """`{page_content, metadata: {doc_uri, chunk_id, ...}, id}`, or keys at the top level."""
+        text_col, uri_col, id_col = self.columns
+        documents = []
+        for position, item in enumerate(outputs):
+            item = {text_col: item} if isinstance(item, str) else item
+            if not isinstance(item, dict):
+                problems.append(f"Document {position} is not an object; skipped.")
+                continue
+            metadata = item.get("metadata")
+            if metadata is not None and not isinstance(metadata, dict):
+                problems.append(f"Document {position}'s metadata is not an object.")
+            # Top-level keys first, so that metadata (where MLflow puts them) wins a clash.
+            rest = {k: v for k, v in item.items() if k not in ("metadata", "id")}
+            rest.update(metadata if isinstance(metadata, dict) else {})
+            content = _pop_first(rest, text_col, "page_content")
+            uri = _opt_text(_pop_first(rest, uri_col, "doc_uri"))
+            # Document.id stands in when no chunk id is given.
+            chunk_id = _opt_text(_pop_first(rest, id_col, "chunk_id")) or _opt_text(item.get("id"))
+            is_http = uri is not None and uri.strip()[:8].lower().startswith(("http://", "https:/"))
+            documents.append(Document(position, _text(content), uri, chunk_id, rest, is_http))
+        return documents
+
+    def build(self, result: NormalizedTrace, spans_in: list) -> None:
+        """Read every span, then link the tree iteratively (chains can be 5,000 deep)."""
+        spans, index = [], result._index
+        counts = dict.fromkeys(("not an object", "missing", "duplicate", "orphan", "cycle"), 0)
+        for position, raw in enumerate(spans_in):
+            if not isinstance(raw, dict):
+                counts["not an object"] += 1
+                continue
+            span = self.read_span(raw)
+            if not span.span_id or span.span_id in index:
+                kind = "duplicate" if span.span_id else "missing"
+                span.problems.append(f"Span id {span.span_id or '(none)'} is unusable; renamed.")
+                span.span_id = f"{kind}-{position}"
+                while span.span_id in index:  # input ids are free text, so avoid theirs
+                    span.span_id += "'"
+                counts[kind] += 1
+            index[span.span_id] = span
+            spans.append(span)
+            span.raw = raw  # a reference for now; a JSON-safe copy is kept if it has problems
+        roots, orphans = [], []
+        for span in spans:
+            if span.parent_id is None:
+                roots.append(span)
+            elif span.parent_id == span.span_id or span.parent_id not in index:
+                orphans.append(span)
+            else:
+                index[span.parent_id].children.append(span)
+        if orphans and not roots:  # the root is missing: show each piece as a root
+            for span in orphans:
+                span.problems.append(f"Parent {span.parent_id} was not found; shown as a root.")
+                span.parent_id = None
+            roots, orphans = orphans, []
+        roots.sort(key=_start_order)
+        for span in orphans:
+            _adopt(span, roots[0], f"Parent {span.parent_id} was not found")
+        counts["orphan"] = len(orphans)
+        _walk(roots, result._order)
+        if len(result._order) < len(spans):  # unreached spans hang from a cycle of parent links
+            for span in spans:
+                if span.depth < 0:  # cut the cycle at this span
+                    index[span.parent_id].children.remove(span)  # type: ignore[index]
+                    if roots:
+                        _adopt(span, roots[0], "Its parent links form a cycle")
+                    else:
+                        span.problems.append("Its parent links form a cycle; shown as a root.")
+                        span.parent_id = None
+                        roots.append(span)
+                    _walk([span], [])  # marks the spans it now reaches
+                    counts["cycle"] += 1
+        for span in spans:
+            if len(span.children) > 1:
+                span.children.sort(key=_start_order)
+        result._order.clear()
+        _walk(roots, result._order)
+        starts = [s.start_ns for s in spans if s.start_ns is not None]
+        ends = [s.end_ns for s in spans if s.end_ns is not None]
+        if starts:
+            start = result.start_ns = min(starts)
+            for span in spans:
+                span.offset_ms = None if span.start_ns is None else (span.start_ns - start) / 1e6
+                for event in span.events:
+                    if event.timestamp_ns is not None:
+                        event.offset_ms = (event.timestamp_ns - start) / 1e6
+            if ends and max(ends) >= start:
+                result.duration_ms = (max(ends) - start) / 1e6
+        for span in spans:
+            span.raw = _jsonable(span.raw) if span.problems else None
+        result.roots, result.span_count = roots, len(spans)
+        self.problems += [f"{n} span(s): {_COUNTED[what]}." for what, n in counts.items() if n]
+        if damaged := sum(1 for span in spans if span.problems):
+            self.problems.append(f"{damaged} span(s) have problems (see each span).")
+
+
+_COUNTED = {  # trace-level notes on how spans were placed in the tree
+    "not an object": "not an object, skipped",
+    "missing": "had no id (given one, e.g. missing-3)",
+    "duplicate": "reused another span's id (renamed, e.g. duplicate-3)",
+    "orphan": "had a parent that is not in the trace (hung under the root)",
+    "cycle": "had parent links forming a cycle (hung under the root)",
+}
+
+
+def _adopt(span: Span, root: Span, why: str) -> None:
+    span.problems.append(f"{why}; shown under the root.")
+    span.parent_id = root.span_id
+    root.children.append(span)
+
+
+def _walk(roots: list[Span], order: list[Span]) -> None:
+    """Depth-first order and depths, with an explicit stack instead of recursion."""
+    for root in roots:
+        root.depth = 0
+    stack = roots[::-1]
+    while stack:
+        span = stack.pop()
+        order.append(span)
+        if span.children:
+            for child in span.children:
+                child.depth = span.depth + 1
+            stack.extend(reversed(span.children))
+
+
+def _start_order(span: Span) -> tuple[int, str]:
+    return (_LAST if span.start_ns is None else span.start_ns, span.name)
+
+
+def _pop_first(values: dict, *keys: str) -> Any:
+    for key in keys:
+        if values.get(key) is not None:
+            return values.pop(key)
+    return None
