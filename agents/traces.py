@@ -320,7 +320,7 @@ class _Reader:
                 last[k] if isinstance(last.get(k), str) and last[k] else default
                 for k, default in zip(keys, self.columns, strict=True)
             )
-        elif tag is not None:
+        elif tag is not None and schemas != []:
             self.problems.append("The `retrievers` tag is not a list of schemas; ignored.")
 
     def span_id(self, value: Any, problems: list[str], what: str = "span id") -> str | None:
