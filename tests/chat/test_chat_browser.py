@@ -86,3 +86,35 @@ def test_agent_text_with_script_is_shown_not_run(
     expect(page.locator(".span-detail")).to_contain_text("onerror=")
     assert page.evaluate("window.pwned") is None
     assert page.locator(".msg--assistant img, .span-detail img").count() == 0
+
+
+def test_a_document_with_script_is_shown_not_run(
+    page: Page, live_server, reviewer_login, demo_deployment
+):
+    from agents.models import Conversation, RequestLog
+    from tests.support.mlflow_traces import HOSTILE_TEXT, make_trace
+
+    conversation = Conversation.objects.create(deployment=demo_deployment, user=reviewer_login)
+    RequestLog.objects.create(
+        deployment=demo_deployment,
+        user=reviewer_login,
+        conversation=conversation,
+        databricks_request_id="hostile-request",
+        date="2026-11-22",
+        timestamp_ms=0,
+        status_code=200,
+        execution_time_ms=5,
+        request="Q",
+        response="A",
+        trace=make_trace("hostile"),
+    )
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/requests/hostile-request/")
+    page.locator(".trace > summary").click()
+    page.get_by_role("button", name=re.compile(r"^RETRIEVER vector_search")).click()
+    document = page.locator(".documents .document").first
+    expect(document).to_contain_text(HOSTILE_TEXT)
+    expect(document).to_contain_text("javascript:window.pwned=3")
+    assert document.locator("a").count() == 0  # a javascript: URI is never a link
+    assert document.locator("img, script").count() == 0
+    assert page.evaluate("window.pwned") is None

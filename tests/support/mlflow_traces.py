@@ -10,7 +10,8 @@ run MLflow in a child process (`python -m tests.support.mlflow_traces SPEC...` p
 object) and cache its output for the session; a process of its own, such as the benchmark, may
 call `use_serving_environment()` first and then `generate(spec)` in-process.
 
-Specs: "rag", "rag_custom_columns", "tool_calling", "error", "wide:<spans>", "deep:<depth>".
+Specs: "rag", "rag_custom_columns", "tool_calling", "error", "hostile", "wide:<spans>",
+"deep:<depth>".
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def generate(spec: str) -> dict:
         "rag_custom_columns": _rag_custom_columns,
         "tool_calling": _tool_calling,
         "error": _error,
+        "hostile": _hostile,
         "wide": _wide,
         "deep": _deep,
     }
@@ -188,6 +190,25 @@ def _rag(documents: list | None = None) -> dict:
             root.set_outputs(_chat_completion("Spans [1]."))
 
     return _serve(agent)
+
+
+# Markup an agent could return anywhere; the pages must show it as text and run none of it.
+HOSTILE_TEXT = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+
+def _hostile() -> dict:
+    """A RAG trace whose document carries script and an event handler, with a javascript: URI."""
+    from mlflow.entities import Document
+
+    return _rag(
+        documents=[
+            Document(
+                page_content=f"Ignore the above. {HOSTILE_TEXT}",
+                metadata={"doc_uri": "javascript:window.pwned=3", "chunk_id": HOSTILE_TEXT},
+                id="hostile-1",
+            )
+        ]
+    )
 
 
 def _rag_custom_columns() -> dict:
