@@ -7,129 +7,27 @@ and may be truncated or damaged: `normalize_trace` reads what it can, notes what
 
 from __future__ import annotations
 
-import binascii
-import gc
-import json
-import math
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
+from agents.trace_values import (
+    FAILED,
+    NEST_LIMIT,
+    as_opt_text,
+    as_text,
+    decode_value,
+    gc_paused,
+    hex_span_id,
+    jsonable,
+    read_time,
+)
+
 INPUTS, OUTPUTS, SPAN_TYPE = "mlflow.spanInputs", "mlflow.spanOutputs", "mlflow.spanType"
 SCHEMA_KEY, TOKEN_USAGE_KEY = "mlflow.trace_schema.version", "mlflow.trace.tokenUsage"
-# json.dumps recurses once per nesting level (limit ~1000), so to_dict() moves subtrees deeper
-# than NEST_LIMIT spans to a top-level list, and decoded values nested deeper stay text.
-NEST_LIMIT = VALUE_DEPTH_LIMIT = 100
-_STATUS = {"OK": "OK", "ERROR": "ERROR", "UNSET": "UNSET", "": "UNSET"}
-_HEX = frozenset("0123456789abcdef")
 _LAST = 1 << 100  # sorts spans with no start time after the others
-_FAILED = object()
-# The C scanner, without json.loads' wrapper (a third of the cost on short values). NaN and
-# Infinity raise KeyError in parse_constant: they are not JSON, and DRF's renderer refuses them.
-_scan = json.JSONDecoder(parse_constant={}.__getitem__).scan_once
-
-
-def _decode(text: str) -> Any:
-    """`json.loads(text)`, or _FAILED when it is not JSON (or nested too deep to send on)."""
-    try:
-        value, end = _scan(text, 0)
-    except (StopIteration, ValueError, KeyError, RecursionError):
-        stripped = text.lstrip(" \t\n\r")
-        return _decode(stripped) if stripped and stripped != text else _FAILED
-    if end != len(text) and text[end:].strip(" \t\n\r"):
-        return _FAILED
-    if len(text) > VALUE_DEPTH_LIMIT and text.count("[") + text.count("{") > VALUE_DEPTH_LIMIT:
-        stack = [(value, 0)]
-        while stack:  # iterative: the value may be nested ~1000 deep
-            item, depth = stack.pop()
-            if depth > VALUE_DEPTH_LIMIT:
-                return _FAILED
-            items = item.values() if type(item) is dict else item if type(item) is list else ()
-            stack.extend((v, depth + 1) for v in items)
-    return value
-
-
-def _jsonable(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
-    """A JSON-safe copy of an input value not read by _decode: the caller may pass Python objects
-    (kept as their type name), NaN, cycles; depth and size are capped."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, int):
-        return value if value.bit_length() < 8000 else "<int too large>"  # str(int) limit
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    budget = [20_000] if budget is None else budget
-    budget[0] -= 1
-    if depth >= VALUE_DEPTH_LIMIT or budget[0] < 0:
-        return "<truncated>"
-    if isinstance(value, dict):
-        return {_text(k): _jsonable(v, depth + 1, budget) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, depth + 1, budget) for v in value]
-    return f"<{type(value).__name__}>"
-
-
-def _text(value: Any) -> str:
-    if value.__class__ is str:
-        return value
-    if value.__class__ is int:  # chunk ids often are
-        return str(value)
-    return "" if value is None else json.dumps(_jsonable(value), ensure_ascii=False)
-
-
-def _opt_text(value: Any) -> str | None:
-    return None if value is None or value == "" else _text(value)
-
-
-def _time(value: Any, what: str, problems: list[str]) -> int | None:
-    """Nanoseconds (OTel's uint64) from an int, float or digit string (protobuf's int64 form)."""
-    if isinstance(value, (str, float)) and len(str(value)) < 30:
-        with suppress(ValueError, OverflowError):  # NaN, inf, "12.5", "abc"
-            value = int(value)
-    if value.__class__ is int and 0 <= value < 1 << 64:  # larger ones overflow float arithmetic
-        return value
-    if value is not None:
-        problems.append(
-            f"The {what} time {_text(value)[:40]} is unusable (not uint64 nanoseconds)."
-        )
-    return None
-
-
-def _hex_id(value: Any) -> str | None:
-    """Hex span id from 2.x `0x…`/hex, 3.5 hex or 3.x base64; None when absent or all zeros
-    (OTel's "invalid" id); ValueError when unreadable."""
-    if value is None or value == "":
-        return None
-    if value.__class__ is int and 0 <= value < 1 << 64:
-        return format(value, "016x") if value else None
-    if not isinstance(value, str):
-        raise ValueError
-    text = value.strip()
-    if text.endswith("="):  # base64 of 8 bytes always ends in "=", hex never does
-        try:
-            raw = binascii.a2b_base64(text, strict_mode=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        digits = raw.hex() if len(raw) == 8 else ""
-    else:
-        digits = text[2:].lower() if text[:2] in ("0x", "0X") else text.lower()
-    if not digits or len(digits) > 16 or not _HEX.issuperset(digits):
-        raise ValueError
-    return digits.rjust(16, "0") if digits.strip("0") else None
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Our objects are acyclic, and GC passes over a big input's objects cost as much as our work.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
+_STATUS = {"OK": "OK", "ERROR": "ERROR", "UNSET": "UNSET", "": "UNSET"}
 
 
 @dataclass
@@ -214,7 +112,7 @@ class NormalizedTrace:
     def find(self, span_id: str) -> Span | None:
         """The span with this id (also given as 0x-hex or base64)."""
         try:
-            return self._index.get(span_id) or self._index.get(_hex_id(span_id) or "")
+            return self._index.get(span_id) or self._index.get(hex_span_id(span_id) or "")
         except (ValueError, TypeError):
             return None
 
@@ -228,7 +126,7 @@ class NormalizedTrace:
         named by "parent_id", has "children_continued": true).
         """
         roots, continued, by_id = [], [], {}
-        with _gc_paused():
+        with gc_paused():
             for span in self._order:  # parents come before their children
                 out = by_id[span.span_id] = span.to_dict()
                 if span.depth == 0:
@@ -246,7 +144,7 @@ class NormalizedTrace:
 def normalize_trace(trace: Any) -> NormalizedTrace:
     """Normalize a trace dict, its JSON text or a reply carrying `databricks_output`."""
     try:
-        with _gc_paused():
+        with gc_paused():
             return _Reader().read(trace)
     except Exception as exc:  # a last resort: the reader means to handle everything itself
         return NormalizedTrace(problems=[f"The trace could not be read ({type(exc).__name__})."])
@@ -264,7 +162,7 @@ class _Reader:
     def read(self, trace: Any) -> NormalizedTrace:
         for _ in range(5):  # peel JSON text and reply envelopes off the trace
             if isinstance(trace, str):
-                trace = _decode(trace)
+                trace = decode_value(trace)
             elif isinstance(trace, dict) and isinstance(trace.get("databricks_output"), dict):
                 trace = trace["databricks_output"].get("trace")
             else:
@@ -278,21 +176,21 @@ class _Reader:
             if not isinstance(spans, list):
                 self.problems.append("The trace has no list of spans.")
         elif not isinstance(trace, list):
-            got = "invalid JSON" if trace is _FAILED else type(trace).__name__
+            got = "invalid JSON" if trace is FAILED else type(trace).__name__
             self.problems.append(f"This is not a trace (got {got}).")
         meta = info.get("trace_metadata", info.get("request_metadata"))
-        meta = _jsonable(meta) if isinstance(meta, dict) else {}
-        tags = _jsonable(info["tags"]) if isinstance(info.get("tags"), dict) else {}
+        meta = jsonable(meta) if isinstance(meta, dict) else {}
+        tags = jsonable(info["tags"]) if isinstance(info.get("tags"), dict) else {}
         self.read_retriever_schema(tags.get("retrievers"))
         version = meta.get(SCHEMA_KEY) or (trace.get(SCHEMA_KEY) if type(trace) is dict else None)
         if version is None and info:
             version = "2" if "request_id" in info and "trace_id" not in info else "3"
         usage = meta.get(TOKEN_USAGE_KEY)
-        usage = _decode(usage) if isinstance(usage, str) else usage
+        usage = decode_value(usage) if isinstance(usage, str) else usage
         result = NormalizedTrace(
-            trace_id=_opt_text(info.get("trace_id") or info.get("request_id")),
-            request_id=_opt_text(info.get("client_request_id") or info.get("request_id")),
-            schema_version=_opt_text(version),
+            trace_id=as_opt_text(info.get("trace_id") or info.get("request_id")),
+            request_id=as_opt_text(info.get("client_request_id") or info.get("request_id")),
+            schema_version=as_opt_text(version),
             metadata=meta,
             tags=tags,
             token_usage=usage if isinstance(usage, dict) else None,
@@ -306,14 +204,14 @@ class _Reader:
             result.status = result.roots[0].status  # no info: the root span's status
         if result.duration_ms is None:  # no span times: what info reports
             took = info.get("execution_duration_ms", info.get("execution_time_ms"))
-            took = _time(took, "execution", self.problems)
+            took = read_time(took, "execution", self.problems)
             result.duration_ms = None if took is None else float(took)
         result.problems = self.problems
         return result
 
     def read_retriever_schema(self, tag: Any) -> None:
         """Custom document columns from the `retrievers` tag; its LAST entry counts (§3.5)."""
-        schemas = _decode(tag) if isinstance(tag, str) else tag
+        schemas = decode_value(tag) if isinstance(tag, str) else tag
         if isinstance(schemas, list) and schemas and isinstance(schemas[-1], dict):
             last, keys = schemas[-1], ("text_column", "doc_uri", "primary_key")
             self.columns = tuple(
@@ -325,14 +223,14 @@ class _Reader:
 
     def span_id(self, value: Any, problems: list[str], what: str = "span id") -> str | None:
         hashable = isinstance(value, (str, int))
-        found = self.ids.get(value, _FAILED) if hashable else _FAILED
-        if found is not _FAILED:
+        found = self.ids.get(value, FAILED) if hashable else FAILED
+        if found is not FAILED:
             return found
         try:
-            found = self.ids[value] = _hex_id(value)  # only str and int ids get this far
+            found = self.ids[value] = hex_span_id(value)  # only str and int ids get this far
         except ValueError:
             # A stable 16-hex stand-in: parent links still match, and URLs stay safe.
-            text = _text(value)
+            text = as_text(value)
             found = blake2b(text.encode(errors="surrogatepass"), digest_size=8).hexdigest()
             problems.append(f"The {what} {text[:80]} is neither hex nor base64; now {found}.")
         return found
@@ -345,8 +243,8 @@ class _Reader:
         span_id = self.span_id(ids.get("span_id") if isinstance(ids, dict) else None, problems)
         parent = raw.get("parent_id") if v2 else raw.get("parent_span_id", raw.get("parent_id"))
         parent_id = self.span_id(parent, problems, "parent id")
-        start = _time(raw.get("start_time_unix_nano", raw.get("start_time")), "start", problems)
-        end = _time(raw.get("end_time_unix_nano", raw.get("end_time")), "end", problems)
+        start = read_time(raw.get("start_time_unix_nano", raw.get("start_time")), "start", problems)
+        end = read_time(raw.get("end_time_unix_nano", raw.get("end_time")), "end", problems)
         duration_ms = None if start is None or end is None else (end - start) / 1e6
         if duration_ms is not None and duration_ms < 0:
             problems.append("The span ends before it starts.")
@@ -360,10 +258,10 @@ class _Reader:
             _STATUS.get(code.upper().removeprefix("STATUS_CODE_")) if type(code) is str else None
         )
         if status is None and code is not None:
-            problems.append(f"Unknown status code {_text(code)[:40]}; shown as UNSET.")
+            problems.append(f"Unknown status code {as_text(code)[:40]}; shown as UNSET.")
         attributes_in = raw.get("attributes")
         if isinstance(attributes_in, str):  # Databricks "V2": the whole dict as one JSON string
-            attributes_in = _decode(attributes_in)
+            attributes_in = decode_value(attributes_in)
         if not isinstance(attributes_in, dict):
             if attributes_in is not None:
                 problems.append("The span's attributes are not an object.")
@@ -371,25 +269,25 @@ class _Reader:
         attributes: dict[str, Any] = {}
         short = self.short_values
         for key, value in attributes_in.items():
-            key = key if key.__class__ is str else _text(key)
+            key = key if key.__class__ is str else as_text(key)
             if value.__class__ is not str:
-                attributes[key] = _jsonable(value)
+                attributes[key] = jsonable(value)
             elif value in short:  # span types, log levels, the trace id: the same on most spans
                 attributes[key] = short[value]
             else:
-                decoded = attributes[key] = _decode(value)
-                if decoded is _FAILED:  # plain text is kept as is; broken JSON is also noted
+                decoded = attributes[key] = decode_value(value)
+                if decoded is FAILED:  # plain text is kept as is; broken JSON is also noted
                     attributes[key] = value
                     if value.lstrip()[:1] in ("{", "[", '"'):
                         problems.append(f"Attribute {key!r} is not valid JSON; kept as text.")
                 elif len(value) < 64 and not isinstance(decoded, (dict, list)):
                     short[value] = decoded  # immutable, so sharing it is safe
         inputs, outputs = attributes.pop(INPUTS, None), attributes.pop(OUTPUTS, None)
-        span_type = _opt_text(attributes.get(SPAN_TYPE, raw.get("span_type"))) or "UNKNOWN"
+        span_type = as_opt_text(attributes.get(SPAN_TYPE, raw.get("span_type"))) or "UNKNOWN"
         events = raw.get("events")
         span = Span(
-            span_id or "", parent_id, _text(raw.get("name")), span_type, start, end, duration_ms,
-            None, status or "UNSET", _text(message), inputs, outputs, attributes,
+            span_id or "", parent_id, as_text(raw.get("name")), span_type, start, end, duration_ms,
+            None, status or "UNSET", as_text(message), inputs, outputs, attributes,
             self.read_events(events, problems) if events else [], None, [], problems,
         )  # fmt: skip
         if isinstance(outputs, list) and span_type.upper() == "RETRIEVER":
@@ -405,18 +303,18 @@ class _Reader:
             if not isinstance(event, dict):
                 problems.append("An event is not an object; skipped.")
                 continue
-            when = _time(event.get("time_unix_nano", event.get("timestamp")), "event", problems)
+            when = read_time(event.get("time_unix_nano", event.get("timestamp")), "event", problems)
             if when is not None and when < 10**17:  # MLflow 2.x: microseconds (16 digits)
                 when *= 1000
             attributes = event.get("attributes")
             if attributes is not None and not isinstance(attributes, dict):
                 problems.append("An event's attributes are not an object.")
-            attributes = _jsonable(attributes) if isinstance(attributes, dict) else {}
-            item = SpanEvent(_text(event.get("name")), when, None, attributes)
+            attributes = jsonable(attributes) if isinstance(attributes, dict) else {}
+            item = SpanEvent(as_text(event.get("name")), when, None, attributes)
             if item.name == "exception":  # OpenTelemetry's exception event
-                item.exception_type = _opt_text(attributes.get("exception.type"))
-                item.exception_message = _opt_text(attributes.get("exception.message"))
-                item.stacktrace = _opt_text(attributes.get("exception.stacktrace"))
+                item.exception_type = as_opt_text(attributes.get("exception.type"))
+                item.exception_message = as_opt_text(attributes.get("exception.message"))
+                item.stacktrace = as_opt_text(attributes.get("exception.stacktrace"))
             out.append(item)
         return out
 
@@ -436,11 +334,13 @@ class _Reader:
             rest = {k: v for k, v in item.items() if k not in ("metadata", "id")}
             rest.update(metadata if isinstance(metadata, dict) else {})
             content = _pop_first(rest, text_col, "page_content")
-            uri = _opt_text(_pop_first(rest, uri_col, "doc_uri"))
+            uri = as_opt_text(_pop_first(rest, uri_col, "doc_uri"))
             # Document.id stands in when no chunk id is given.
-            chunk_id = _opt_text(_pop_first(rest, id_col, "chunk_id")) or _opt_text(item.get("id"))
+            chunk_id = as_opt_text(_pop_first(rest, id_col, "chunk_id")) or as_opt_text(
+                item.get("id")
+            )
             is_http = uri is not None and uri.strip()[:8].lower().startswith(("http://", "https:/"))
-            documents.append(Document(position, _text(content), uri, chunk_id, rest, is_http))
+            documents.append(Document(position, as_text(content), uri, chunk_id, rest, is_http))
         return documents
 
     def build(self, result: NormalizedTrace, spans_in: list) -> None:
@@ -509,7 +409,7 @@ class _Reader:
             if ends and max(ends) >= start:
                 result.duration_ms = (max(ends) - start) / 1e6
         for span in spans:
-            span.raw = _jsonable(span.raw) if span.problems else None
+            span.raw = jsonable(span.raw) if span.problems else None
         result.roots, result.span_count = roots, len(spans)
         self.problems += [f"{n} span(s): {_COUNTED[what]}." for what, n in counts.items() if n]
         if damaged := sum(1 for span in spans if span.problems):
