@@ -97,22 +97,31 @@ def requests_visible_to(user: AbstractBaseUser) -> QuerySet[RequestLog]:
     return turns.filter(user=user)
 
 
-def request_get_for_user(user: AbstractBaseUser, request_id: str) -> RequestLog:
+def request_get_for_user(
+    user: AbstractBaseUser, request_id: str, *, with_trace: bool = True
+) -> RequestLog:
+    """The turn, or 404 unless the user may see it. A trace can be tens of MB of JSON, so pages
+    that only show whether there is one load it `with_trace=False`."""
+    turns = requests_visible_to(user).select_related("deployment", "user")
+    if not with_trace:
+        turns = _without_heavy_columns(turns)
     try:
-        return (
-            requests_visible_to(user)
-            .select_related("deployment", "user")
-            .get(databricks_request_id=request_id)
-        )
+        return turns.get(databricks_request_id=request_id)
     except RequestLog.DoesNotExist:
         raise Http404("No such request.") from None
+
+
+def _without_heavy_columns(turns: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
+    return turns.defer("request_raw", "response_raw", "trace").annotate(
+        trace_present=Q(trace__isnull=False)
+    )
 
 
 def request_list(
     user: AbstractBaseUser, *, deployment_id: str = "", conversation_id: str = ""
 ) -> QuerySet[RequestLog]:
     """Newest first, without the heavy columns (raw bodies, trace)."""
-    turns = requests_visible_to(user).defer("request_raw", "response_raw", "trace")
+    turns = _without_heavy_columns(requests_visible_to(user))
     if deployment_id:
         turns = turns.filter(deployment_id=deployment_id)
     if conversation_id:
@@ -121,4 +130,4 @@ def request_list(
 
 
 def conversation_turns(conversation: Conversation) -> QuerySet[RequestLog]:
-    return conversation.turns.defer("request_raw", "response_raw", "trace").order_by("created_at")
+    return _without_heavy_columns(conversation.turns.all()).order_by("created_at")

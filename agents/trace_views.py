@@ -30,7 +30,8 @@ def _normalized(request_id: str) -> NormalizedTrace | None:
 
 
 def _trace_for(request: HttpRequest, request_id: str) -> tuple[RequestLog, NormalizedTrace]:
-    turn = selectors.request_get_for_user(request.user, request_id)  # 404 unless allowed
+    # 404 unless allowed; the trace itself comes from the per-process cache below.
+    turn = selectors.request_get_for_user(request.user, request_id, with_trace=False)
     trace = _normalized(request_id)
     if trace is None:
         raise Http404("This answer came back without a trace.")
@@ -52,7 +53,7 @@ def _span_context(turn: RequestLog, trace: NormalizedTrace, spans: list[Span], o
 @require_GET
 @login_required
 def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
-    turn = selectors.request_get_for_user(request.user, request_id)
+    turn = selectors.request_get_for_user(request.user, request_id, with_trace=False)
     return render(request, "agents/request_detail.html", {"turn": turn})
 
 

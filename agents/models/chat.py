@@ -79,3 +79,10 @@ class RequestLog(models.Model):
     @property
     def succeeded(self) -> bool:
         return not self.error
+
+    @property
+    def has_trace(self) -> bool:
+        # Lists load turns without their (possibly huge) trace and annotate `trace_present`.
+        if "trace_present" in self.__dict__:
+            return self.trace_present
+        return self.trace is not None
