@@ -102,10 +102,32 @@ class DeploymentChatApi(APIView):
 
 
 class RequestDetailApi(APIView):
-    @extend_schema(responses=TurnOutputSerializer)
+    class QuerySerializer(serializers.Serializer):
+        trace = serializers.ChoiceField(
+            choices=["normalized", "raw", "none"], default="normalized", required=False
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "trace",
+                str,
+                enum=["normalized", "raw", "none"],
+                description="The trace as one span tree (default), as the agent returned it, "
+                "or left out (big traces are tens of MB).",
+            )
+        ],
+        responses=TurnOutputSerializer,
+    )
     def get(self, request: Request, request_id: str) -> Response:
-        turn = selectors.request_get_for_user(request.user, request_id)
-        return Response(TurnOutputSerializer(turn, context={"with_trace": True}).data)
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        form = query.validated_data["trace"]
+        turn = selectors.request_get_for_user(request.user, request_id, with_trace=form != "none")
+        data = TurnOutputSerializer(turn, context={"with_trace": form == "normalized"}).data
+        if form == "raw":
+            data["trace"] = turn.trace
+        return Response(data)
 
 
 class RequestListApi(APIView):

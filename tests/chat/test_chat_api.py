@@ -138,3 +138,13 @@ def test_request_detail_and_list_follow_the_permissions(
     )
     api_client.force_authenticate(None)
     assert api_client.get("/api/v1/requests/").status_code == 401
+
+
+def test_the_trace_can_be_had_raw_or_left_out(api_client, stakeholder, demo_deployment):
+    api_client.force_authenticate(stakeholder)
+    turn = api_client.post(chat_api(demo_deployment), {"message": "Hi"}, format="json").json()
+    url = f"/api/v1/requests/{turn['request_id']}/"
+    raw = api_client.get(url, {"trace": "raw"}).json()["trace"]
+    assert raw["info"]["client_request_id"] == turn["request_id"]
+    assert "trace" not in api_client.get(url, {"trace": "none"}).json()
+    assert api_client.get(url, {"trace": "everything"}).status_code == 400
