@@ -22,8 +22,12 @@ class AgentReply:
     trace: dict | None
 
 
-def _databricks_options(conversation_id: str) -> dict:
-    return {"return_trace": True, "conversation_id": conversation_id}
+def _with_inputs_and_options(body: dict, custom_inputs: dict, conversation_id: str) -> dict:
+    """Every schema carries custom_inputs and asks for the trace the same way (protocol.md §1.2)."""
+    if custom_inputs:
+        body["custom_inputs"] = custom_inputs
+    body["databricks_options"] = {"return_trace": True, "conversation_id": conversation_id}
+    return body
 
 
 def _text_of(content: Any) -> str:
@@ -57,11 +61,7 @@ class ChatCompletionsAdapter:
     def build_request(
         self, *, messages: list[dict], custom_inputs: dict, conversation_id: str
     ) -> dict:
-        body: dict[str, Any] = {"messages": messages}
-        if custom_inputs:
-            body["custom_inputs"] = custom_inputs
-        body["databricks_options"] = _databricks_options(conversation_id)
-        return body
+        return _with_inputs_and_options({"messages": messages}, custom_inputs, conversation_id)
 
     def parse_reply(self, body: Any) -> AgentReply:
         if not isinstance(body, dict):
@@ -87,11 +87,8 @@ class LegacySplitAdapter:
     def build_request(
         self, *, messages: list[dict], custom_inputs: dict, conversation_id: str
     ) -> dict:
-        body: dict[str, Any] = {"query": messages[-1]["content"], "history": messages[:-1]}
-        if custom_inputs:
-            body["custom_inputs"] = custom_inputs
-        body["databricks_options"] = _databricks_options(conversation_id)
-        return body
+        body = {"query": messages[-1]["content"], "history": messages[:-1]}
+        return _with_inputs_and_options(body, custom_inputs, conversation_id)
 
     def parse_reply(self, body: Any) -> AgentReply:
         if not isinstance(body, dict):

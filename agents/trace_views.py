@@ -38,6 +38,14 @@ def _trace_for(request: HttpRequest, request_id: str) -> tuple[RequestLog, Norma
     return turn, trace
 
 
+def _span_for(request: HttpRequest, request_id: str, span_id: str):
+    turn, trace = _trace_for(request, request_id)
+    span = trace.find(span_id)
+    if span is None:
+        raise Http404("No such span in this trace.")
+    return turn, trace, span
+
+
 def _span_context(turn: RequestLog, trace: NormalizedTrace, spans: list[Span], offset: int = 0):
     page = spans[offset : offset + CHILDREN_PAGE]
     return {
@@ -67,10 +75,7 @@ def trace_tree(request: HttpRequest, request_id: str) -> HttpResponse:
 @require_GET
 @login_required
 def span_children(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
-    turn, trace = _trace_for(request, request_id)
-    span = trace.find(span_id)
-    if span is None:
-        raise Http404("No such span in this trace.")
+    turn, trace, span = _span_for(request, request_id, span_id)
     try:
         offset = max(0, int(request.GET.get("offset", "0")))
     except ValueError:
@@ -82,8 +87,5 @@ def span_children(request: HttpRequest, request_id: str, span_id: str) -> HttpRe
 @require_GET
 @login_required
 def span_detail(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
-    turn, trace = _trace_for(request, request_id)
-    span = trace.find(span_id)
-    if span is None:
-        raise Http404("No such span in this trace.")
+    turn, trace, span = _span_for(request, request_id, span_id)
     return render(request, "agents/_span_detail.html", {"turn": turn, "trace": trace, "span": span})
