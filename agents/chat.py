@@ -80,7 +80,7 @@ def chat_turn(
         *(conversation_history(conversation) if history is None else history),
         {"role": "user", "content": message},
     ]
-    started = time.time()
+    started, clock = time.time(), time.monotonic()
     turn = RequestLog(
         deployment=deployment,
         user=user,
@@ -121,13 +121,13 @@ def chat_turn(
     except AgentReplyError as exc:
         _fail(
             turn,
-            f"The agent's answer was not understood: {exc}.",
+            f"The agent's answer was not understood: {str(exc).rstrip('.')}.",
             f"body: {excerpt(turn.response_raw)}",
             502,
         )
     except AgentAuthError as exc:
         _fail(turn, "The app has no usable credentials for this endpoint.", str(exc), 401)
-    turn.execution_time_ms = int((time.time() - started) * 1000)
+    turn.execution_time_ms = int((time.monotonic() - clock) * 1000)
     return _save_turn(turn, conversation)
 
 
