@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from agents import selectors
 from agents.models import RequestLog
+from agents.trace_values import gc_paused
 from agents.traces import NormalizedTrace, Span, normalize_trace
 
 CHILDREN_PAGE = 200  # children shown per "show more" step
@@ -21,11 +22,14 @@ EAGER_DEPTH = 1  # levels rendered with the tree; deeper ones load when opened
 
 @lru_cache(maxsize=8)  # a 50,000-span trace takes tens of MB once normalized
 def _normalized(request_id: str) -> NormalizedTrace | None:
-    raw = (
-        RequestLog.objects.filter(databricks_request_id=request_id)
-        .values_list("trace", flat=True)
-        .first()
-    )
+    # Decoding a big trace column makes millions of objects; the cyclic GC's passes over them
+    # would double the time, and none of them can form a cycle.
+    with gc_paused():
+        raw = (
+            RequestLog.objects.filter(databricks_request_id=request_id)
+            .values_list("trace", flat=True)
+            .first()
+        )
     return normalize_trace(raw) if raw else None
 
 
