@@ -3,6 +3,7 @@ read the reply, and log the turn (one RequestLog row per turn, failed turns incl
 
 import json
 import logging
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from agents.models import Conversation, Deployment, RequestLog
 
 logger = logging.getLogger(__name__)
 TITLE_CHARS = 80
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def conversation_create(*, deployment: Deployment, user: AbstractBaseUser) -> Conversation:
@@ -153,8 +155,12 @@ def _keep_raw(turn: RequestLog, field: str, text: str) -> None:
 @transaction.atomic
 def _save_turn(turn: RequestLog, conversation: Conversation) -> RequestLog:
     request_id = turn.databricks_request_id
-    # The id a rating refers to: the agent's, unless it gave none or reused one we already have.
-    if not request_id or RequestLog.objects.filter(databricks_request_id=request_id).exists():
+    # The id a rating refers to: the agent's, unless it gave none, one that cannot sit in a URL
+    # or an HTML id, or one we already have; then ours, and the agent's is kept in the metadata.
+    usable = bool(_SAFE_REQUEST_ID.fullmatch(request_id))
+    if not usable or RequestLog.objects.filter(databricks_request_id=request_id).exists():
+        if request_id:
+            turn.request_metadata["agent_request_id"] = request_id[:500]
         turn.databricks_request_id = str(uuid.uuid4())
     turn.save()
     if not conversation.title:

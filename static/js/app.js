@@ -54,11 +54,12 @@
     if (event.target.id === "messages") event.target.lastElementChild?.scrollIntoView({block: "nearest"});
   });
 
-  // Copy buttons: data-copy="#id of the element whose text to copy".
+  // Copy buttons: data-copy="id of the element whose text to copy" (an id, not a selector:
+  // request ids may hold characters that selectors treat specially).
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (!button) return;
-    var source = document.querySelector(button.dataset.copy);
+    var source = document.getElementById(button.dataset.copy);
     if (!source || !navigator.clipboard) return;
     navigator.clipboard.writeText(source.textContent).then(function () {
       var label = button.textContent;
