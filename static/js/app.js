@@ -61,11 +61,15 @@
     if (!button) return;
     var source = document.getElementById(button.dataset.copy);
     if (!source || !navigator.clipboard) return;
-    navigator.clipboard.writeText(source.textContent).then(function () {
-      var label = button.textContent;
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = label; }, 1200);
-    });
+    var label = button.textContent;
+    function say(text) {
+      button.textContent = text;
+      setTimeout(function () { button.textContent = label; }, 1500);
+    }
+    navigator.clipboard.writeText(source.textContent).then(
+      function () { say("Copied"); },
+      function (error) { button.title = String(error); say("Copy failed"); }
+    );
   });
 
   // Line numbers beside the custom_inputs textarea, so "line 3, column 5" can be found.

@@ -40,6 +40,12 @@ def test_chat_trace_and_custom_inputs_end_to_end(
     expect(answer).to_contain_text("MLflow Tracing records every step")
     expect(page.get_by_label("Message")).to_have_value("")
     expect(page).to_have_url(re.compile(r"\?c=[0-9a-f-]{36}$"))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    copy = page.locator(".turn-meta [data-copy]")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    request_id = page.locator(".turn-meta code").first.inner_text()
+    assert page.evaluate("navigator.clipboard.readText()") == request_id
 
     page.locator(".trace > summary").first.click()
     retriever = page.get_by_role("button", name=re.compile(r"^RETRIEVER retrieve_docs"))
