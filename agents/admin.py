@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from agents.models import Deployment, RequestLog
+from feedback.admin import QuestionInline
 
 
 @admin.register(Deployment)
@@ -19,6 +20,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "agent_schema", "feedback_sink", "health_status"]
     search_fields = ["display_name", "model_name", "endpoint_name"]
     filter_horizontal = ["allowed_users", "allowed_groups"]
+    inlines = [QuestionInline]
     readonly_fields = [
         "review_app_url",
         "health_status",
@@ -47,7 +49,10 @@ class DeploymentAdmin(admin.ModelAdmin):
             "Authentication (references only: tokens are never stored)",
             {"fields": ["auth_kind", "auth_env_var", "databricks_profile"]},
         ),
-        ("Feedback", {"fields": ["feedback_sink", "feedback_endpoint"]}),
+        (
+            "Feedback",
+            {"fields": ["feedback_sink", "feedback_endpoint", "feedback_json_strings"]},
+        ),
         (
             "Chat",
             {"fields": ["reviewer_instructions", "default_custom_inputs", "custom_inputs_schema"]},

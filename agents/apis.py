@@ -23,6 +23,7 @@ _WRITABLE_FIELDS = [
     "agent_schema",
     "feedback_sink",
     "feedback_endpoint",
+    "feedback_json_strings",
     "auth_kind",
     "auth_env_var",
     "databricks_profile",

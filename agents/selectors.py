@@ -1,5 +1,7 @@
 """Reads: which deployments a user may see, with the figures the deployments page shows."""
 
+from functools import lru_cache
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, Max, Q, QuerySet
@@ -7,6 +9,8 @@ from django.db.models.functions import Cast
 from django.http import Http404
 
 from agents.models import Conversation, Deployment, RequestLog
+from agents.trace_values import gc_paused
+from agents.traces import NormalizedTrace, normalize_trace
 from reviewapp import roles
 
 
@@ -131,3 +135,20 @@ def request_list(
 
 def conversation_turns(conversation: Conversation) -> QuerySet[RequestLog]:
     return _without_heavy_columns(conversation.turns.all()).order_by("created_at")
+
+
+@lru_cache(maxsize=8)  # a 50,000-span trace takes tens of MB once normalized
+def trace_normalized(request_id: str) -> NormalizedTrace | None:
+    """The turn's trace as one span tree, normalized once per process (traces never change).
+
+    No access check: callers have already fetched the turn for the user.
+    """
+    # Decoding a big trace column makes millions of objects; the cyclic GC's passes over them
+    # would double the time, and none of them can form a cycle.
+    with gc_paused():
+        raw = (
+            RequestLog.objects.filter(databricks_request_id=request_id)
+            .values_list("trace", flat=True)
+            .first()
+        )
+    return normalize_trace(raw) if raw else None

@@ -1,10 +1,8 @@
 """The request page and the trace tree's fragments: the tree, a span's children, a span's detail.
 
-A trace is normalized once per process and kept (traces never change), so opening spans of a
-large trace does not normalize it again for every click.
+A trace is normalized once per process and kept (selectors.trace_normalized), so opening spans
+of a large trace does not normalize it again for every click.
 """
-
-from functools import lru_cache
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -13,30 +11,16 @@ from django.views.decorators.http import require_GET
 
 from agents import selectors
 from agents.models import RequestLog
-from agents.trace_values import gc_paused
-from agents.traces import NormalizedTrace, Span, normalize_trace
+from agents.traces import NormalizedTrace, Span
 
 CHILDREN_PAGE = 200  # children shown per "show more" step
 EAGER_DEPTH = 1  # levels rendered with the tree; deeper ones load when opened
 
 
-@lru_cache(maxsize=8)  # a 50,000-span trace takes tens of MB once normalized
-def _normalized(request_id: str) -> NormalizedTrace | None:
-    # Decoding a big trace column makes millions of objects; the cyclic GC's passes over them
-    # would double the time, and none of them can form a cycle.
-    with gc_paused():
-        raw = (
-            RequestLog.objects.filter(databricks_request_id=request_id)
-            .values_list("trace", flat=True)
-            .first()
-        )
-    return normalize_trace(raw) if raw else None
-
-
 def _trace_for(request: HttpRequest, request_id: str) -> tuple[RequestLog, NormalizedTrace]:
     # 404 unless allowed; the trace itself comes from the per-process cache below.
     turn = selectors.request_get_for_user(request.user, request_id, with_trace=False)
-    trace = _normalized(request_id)
+    trace = selectors.trace_normalized(request_id)
     if trace is None:
         raise Http404("This answer came back without a trace.")
     return turn, trace

@@ -1,1 +1,204 @@
-"""Ratings and their delivery to feedback sinks arrive with the rating issue."""
+"""Ratings, the questions they answer, and their delivery to a feedback sink.
+
+A rating is written once and never changed: a reviewer who changes their mind writes a new one,
+which becomes the current one (`is_current`); history stays. Each rating gets one `Delivery` per
+sink, which a Celery task claims, posts and records (`DeliveryAttempt`, one row per try).
+"""
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+from agents.models import Deployment, FeedbackSink, RequestLog
+
+SOURCE_TYPE_HUMAN = "human"
+
+
+class QuestionKind(models.TextChoices):
+    THUMBS = "thumbs", "Thumbs up / down"
+    CATEGORICAL = "categorical", "One of several options"
+    NUMERIC = "numeric", "A number between min and max"
+    TEXT = "text", "Free text"
+
+
+class Question(models.Model):
+    """One question a reviewer answers about an answer; its `name` is the rating's key."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="questions")
+    name = models.CharField(
+        max_length=64,
+        validators=[
+            RegexValidator(
+                r"^[a-z][a-z0-9_]*\Z",
+                "Use lowercase letters, digits and underscores, starting with a letter "
+                "(it is the rating's key, e.g. answer_correct).",
+            )
+        ],
+    )
+    text = models.CharField(max_length=500)
+    kind = models.CharField(max_length=16, choices=QuestionKind.choices)
+    options = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Categorical only: a list of strings, e.g. ["yes", "no"].',
+    )
+    min_value = models.FloatField(null=True, blank=True, help_text="Numeric only.")
+    max_value = models.FloatField(null=True, blank=True, help_text="Numeric only.")
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "name"],
+                name="question_unique_name_per_deployment",
+                violation_error_message="This deployment already has a question with this name.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.text}"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.name in RESERVED_RATING_NAMES:
+            errors["name"] = [f"{self.name!r} is used by the app itself; pick another name."]
+        if self.kind == QuestionKind.CATEGORICAL:
+            options = self.options
+            if (
+                not isinstance(options, list)
+                or len(options) < 2
+                or not all(isinstance(o, str) and o.strip() for o in options)
+            ):
+                errors["options"] = ["Give at least two options, as a list of non-empty strings."]
+            elif len(set(options)) != len(options):
+                errors["options"] = ["Options must be different from each other."]
+        elif self.options:
+            errors["options"] = ["Only categorical questions have options."]
+        if self.kind == QuestionKind.NUMERIC:
+            if self.min_value is None or self.max_value is None:
+                errors["max_value"] = ["Give both a minimum and a maximum."]
+            elif self.min_value >= self.max_value:
+                errors["max_value"] = ["The maximum must be greater than the minimum."]
+        elif self.min_value is not None or self.max_value is not None:
+            errors["min_value"] = ["Only numeric questions have a minimum and a maximum."]
+        if errors:
+            raise ValidationError(errors)
+
+
+# The rating name of a document's relevance, and names a question may not take.
+CHUNK_RELEVANCE = "chunk_relevance"
+RESERVED_RATING_NAMES = {CHUNK_RELEVANCE, "expected_response", "comment"}
+
+
+class Rating(models.Model):
+    """One reviewer's judgement of one answer, in the Databricks feedback record's shape.
+
+    `text_assessment` is {ratings: {name: {value, rationale?}}, free_text_comment,
+    suggested_output}; `retrieval_assessments` is [{position, step_id, ratings,
+    free_text_comment}], `step_id` being the retriever span's id.
+    """
+
+    request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="ratings")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="ratings")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="ratings"
+    )
+    source_id = models.CharField(max_length=254, help_text="The reviewer's email, or username.")
+    source_type = models.CharField(max_length=16, default=SOURCE_TYPE_HUMAN)
+    text_assessment = models.JSONField(default=dict)
+    retrieval_assessments = models.JSONField(default=list)
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["request", "reviewer", "-created_at"]),
+            models.Index(fields=["deployment", "-created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "reviewer"],
+                condition=models.Q(is_current=True),
+                name="rating_one_current_per_reviewer",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Rating {self.pk} of {self.request_id} by {self.source_id}"
+
+    @property
+    def request_id(self) -> str:
+        return self.request.databricks_request_id
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class Delivery(models.Model):
+    """A rating's way to one sink. Claimed by a conditional UPDATE, so it is sent at most once
+    after it succeeded, whatever the broker redelivers."""
+
+    rating = models.ForeignKey(Rating, on_delete=models.CASCADE, related_name="deliveries")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="deliveries")
+    sink = models.CharField(max_length=24, choices=FeedbackSink.choices)
+    status = models.CharField(
+        max_length=8, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    # Transient failures are retried until DELIVERY_GIVE_UP_AFTER_SECONDS after this (the
+    # rating's time, or the last "send again").
+    retrying_since = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True)
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # What the sink gave back that a later try or a later rating needs (MLflow assessment ids).
+    sink_state = models.JSONField(default=dict, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["deployment", "status"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["rating", "sink"], name="delivery_one_per_sink")
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.pk} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_rows")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=1000, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    batch_size = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["started_at", "pk"]
+
+    def __str__(self) -> str:
+        return (
+            f"Attempt {self.pk} of delivery {self.delivery_id}: {self.status_code or 'no answer'}"
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

@@ -208,10 +208,32 @@ AGENT_MAX_REPLY_BYTES = env_int("AGENT_MAX_REPLY_BYTES", 50_000_000, minimum=100
 
 # How often the beat process re-checks whether each deployment's endpoint answers.
 REACHABILITY_CHECK_SECONDS = env_int("REACHABILITY_CHECK_SECONDS", 300, minimum=10)
+
+# Forwarding ratings (feedback.delivery). A failed post that may succeed later (no answer, 5xx,
+# 429) is tried again after RETRY_BASE * 2^(attempt-1) seconds, jittered, at most RETRY_MAX
+# apart, until GIVE_UP_AFTER seconds after the rating; a claim older than LEASE is taken back
+# (its worker died); beat sweeps for due deliveries whose broker message was lost.
+DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 10, minimum=1)
+DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1, maximum=3600)
+DELIVERY_GIVE_UP_AFTER_SECONDS = env_int("DELIVERY_GIVE_UP_AFTER_SECONDS", 86400, minimum=60)
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 300, minimum=1)
+DELIVERY_SWEEP_SECONDS = env_int("DELIVERY_SWEEP_SECONDS", 60, minimum=1)
+DELIVERY_TIMEOUT_SECONDS = env_int("DELIVERY_TIMEOUT_SECONDS", 30, minimum=1, maximum=120)
+DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 100, minimum=1, maximum=1000)
+if DELIVERY_LEASE_SECONDS <= DELIVERY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        f"DELIVERY_LEASE_SECONDS={DELIVERY_LEASE_SECONDS} must be longer than "
+        f"DELIVERY_TIMEOUT_SECONDS={DELIVERY_TIMEOUT_SECONDS}, or a slow post would be sent twice."
+    )
+
 CELERY_BEAT_SCHEDULE = {
     "deployments-check-reachability": {
         "task": "agents.tasks.deployments_check_reachability",
         "schedule": REACHABILITY_CHECK_SECONDS,
+    },
+    "deliveries-sweep": {
+        "task": "feedback.tasks.deliveries_sweep",
+        "schedule": DELIVERY_SWEEP_SECONDS,
     },
 }
 

@@ -13,7 +13,9 @@ urlpatterns = [
     path("healthz/", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("agents.urls")),
+    path("", include("feedback.urls")),
     path("api/v1/", include("agents.api_urls")),
+    path("api/v1/", include("feedback.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -77,6 +77,11 @@ class Deployment(models.Model):
         help_text="Databricks: the feedback model's invocations URL (derived when left blank). "
         "MLflow: the tracking server's URL.",
     )
+    feedback_json_strings = models.BooleanField(
+        default=False,
+        help_text="Databricks sink: send source, text_assessments and retrieval_assessments as "
+        "JSON strings, as Databricks' chatbot template does (default: nested objects).",
+    )
     auth_kind = models.CharField(max_length=16, choices=AuthKind.choices, default=AuthKind.NONE)
     auth_env_var = models.CharField(
         max_length=128,

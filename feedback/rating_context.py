@@ -1,0 +1,70 @@
+"""What the rating templates need: the questions with the reviewer's current answers, the
+current rating's delivery state, and one document's rating. Shared by the template tags (first
+render) and the views (after a save), so both render the same markup."""
+
+from typing import Any
+
+from agents.models import FeedbackSink, RequestLog
+from feedback import selectors
+from feedback.models import CHUNK_RELEVANCE, DeliveryStatus, Rating
+from feedback.validation import questions_for
+
+
+def _status(turn: RequestLog, rating: Rating | None) -> dict[str, Any]:
+    delivery = selectors.delivery_of(rating)
+    return {
+        "rating": rating,
+        "delivery": delivery,
+        "forwards": turn.deployment.feedback_sink != FeedbackSink.NONE,
+        "sink_label": turn.deployment.get_feedback_sink_display(),
+        "in_flight": bool(
+            delivery and delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+        ),
+    }
+
+
+def rating_bar_context(
+    turn: RequestLog, user, *, errors: list[str] | None = None, posted: dict | None = None
+) -> dict[str, Any]:
+    rating = selectors.rating_current(turn, user)
+    text = posted if posted is not None else (rating.text_assessment if rating else {})
+    given = text.get("ratings", {})
+    questions = [
+        {"question": q, "value": str(given.get(q.name, {}).get("value", ""))}
+        for q in questions_for(turn.deployment)
+    ]
+    return {
+        "turn": turn,
+        "questions": questions,
+        "comment": text.get("free_text_comment", ""),
+        "suggested_output": text.get("suggested_output", ""),
+        "errors": errors or [],
+        "rated_documents": len(rating.retrieval_assessments) if rating else 0,
+        **_status(turn, rating),
+    }
+
+
+def document_rating_context(
+    turn: RequestLog,
+    user,
+    span_id: str,
+    position: int,
+    *,
+    errors: list[str] | None = None,
+    rating: Rating | bool | None = False,
+) -> dict[str, Any]:
+    if rating is False:
+        rating = selectors.rating_current(turn, user)
+    mine = {}
+    for doc in rating.retrieval_assessments if rating else []:
+        if doc["step_id"] == span_id and doc["position"] == position:
+            mine = doc
+    return {
+        "turn": turn,
+        "span_id": span_id,
+        "position": position,
+        "relevance": mine.get("ratings", {}).get(CHUNK_RELEVANCE, {}).get("value", ""),
+        "comment": mine.get("free_text_comment", ""),
+        "errors": errors or [],
+        **_status(turn, rating),
+    }

@@ -1,0 +1,174 @@
+"""Writes for ratings: save a rating and its delivery in one transaction, then enqueue it.
+
+A rating is saved before anything is sent, so the sink being down never loses one; the task
+gets only the delivery's id, after the commit (`delay_on_commit`).
+"""
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from agents import selectors as agent_selectors
+from agents.models import FeedbackSink, RequestLog
+from feedback.models import Delivery, DeliveryStatus, Rating
+from feedback.validation import (
+    clean_retrieval_assessments,
+    clean_text_assessment,
+    questions_for,
+    retriever_spans,
+)
+from reviewapp import roles
+
+
+def source_id_of(user: AbstractBaseUser) -> str:
+    """Who rated, as the feedback record's `source.id`: the email, else the username."""
+    return (getattr(user, "email", "") or user.get_username())[:254]
+
+
+def check_can_rate(user: AbstractBaseUser, turn: RequestLog) -> None:
+    if not roles.can_review(user):
+        raise PermissionDenied("Only reviewers and admins may rate answers.")
+    if turn.error:
+        raise ValidationError("This turn failed, so there is no answer to rate.")
+    if not turn.deployment.enabled:
+        raise ValidationError("This deployment is disabled; its answers cannot be rated.")
+
+
+def rating_validate(
+    *, turn: RequestLog, text_assessments: Any, retrieval_assessments: Any
+) -> tuple[dict, list[dict]]:
+    """The protocol shapes (`text_assessments` a list of at most one) cleaned, or a
+    ValidationError naming every problem. Nothing is written."""
+    errors: dict[str, list[str]] = {}
+    text: dict = {}
+    if text_assessments not in (None, []):
+        if not isinstance(text_assessments, list) or len(text_assessments) != 1:
+            errors["text_assessments"] = ["Send a list with one text assessment (the answer's)."]
+        else:
+            try:
+                text = clean_text_assessment(questions_for(turn.deployment), text_assessments[0])
+            except ValidationError as exc:
+                errors["text_assessments"] = exc.messages
+    documents: list[dict] = []
+    if retrieval_assessments not in (None, []):
+        spans = retriever_spans(agent_selectors.trace_normalized(turn.databricks_request_id))
+        try:
+            documents = clean_retrieval_assessments(spans, retrieval_assessments)
+        except ValidationError as exc:
+            errors["retrieval_assessments"] = exc.messages
+    if not errors and not text and not documents:
+        errors["non_field_errors"] = [
+            "This rating is empty: answer a question, write a comment or a better answer, or "
+            "rate a document."
+        ]
+    if errors:
+        raise ValidationError(errors)
+    return text, documents
+
+
+@transaction.atomic
+def rating_create(
+    *,
+    turn: RequestLog,
+    reviewer: AbstractBaseUser,
+    text_assessments: Any = None,
+    retrieval_assessments: Any = None,
+) -> Rating:
+    """Save a new rating (it becomes the reviewer's current one) and its delivery.
+
+    Raises PermissionDenied or ValidationError and saves nothing when the rating is not allowed
+    or not valid.
+    """
+    check_can_rate(reviewer, turn)
+    text, documents = rating_validate(
+        turn=turn, text_assessments=text_assessments, retrieval_assessments=retrieval_assessments
+    )
+    # Lock the reviewer's ratings of this turn, so two quick clicks become two versions in order.
+    previous = list(
+        Rating.objects.select_for_update().filter(request=turn, reviewer=reviewer, is_current=True)
+    )
+    Rating.objects.filter(pk__in=[r.pk for r in previous]).update(is_current=False)
+    rating = Rating.objects.create(
+        request=turn,
+        deployment=turn.deployment,
+        reviewer=reviewer,
+        source_id=source_id_of(reviewer),
+        text_assessment=text,
+        retrieval_assessments=documents,
+    )
+    sink = turn.deployment.feedback_sink
+    if sink != FeedbackSink.NONE:
+        now = timezone.now()
+        delivery = Delivery.objects.create(
+            rating=rating,
+            deployment=turn.deployment,
+            sink=sink,
+            next_attempt_at=now,
+            retrying_since=now,
+        )
+        _enqueue_on_commit(delivery.pk)
+    return rating
+
+
+def rating_text_from_form(turn: RequestLog, answers: dict[str, Any], comment: str, better: str):
+    """The answer form's fields as a text assessment (empty answers left out)."""
+    ratings = {name: {"value": value} for name, value in answers.items() if value not in ("", None)}
+    text: dict[str, Any] = {"ratings": ratings}
+    if comment.strip():
+        text["free_text_comment"] = comment
+    if better.strip():
+        text["suggested_output"] = better
+    return text
+
+
+def rating_change(
+    *,
+    turn: RequestLog,
+    reviewer: AbstractBaseUser,
+    text_assessment: dict | None = None,
+    document: dict | None = None,
+    clear_document: tuple[str, int] | None = None,
+) -> Rating:
+    """The pages' edit: a new version of the reviewer's current rating with one part replaced
+    (the answer's text assessment, or one document's rating), everything else kept."""
+    current = Rating.objects.filter(request=turn, reviewer=reviewer, is_current=True).first()
+    text = dict(current.text_assessment) if current else {}
+    documents = list(current.retrieval_assessments) if current else []
+    if text_assessment is not None:
+        text = text_assessment
+    if document is not None or clear_document is not None:
+        key = clear_document or (document["step_id"], document["position"])
+        documents = [d for d in documents if (d["step_id"], d["position"]) != tuple(key)]
+        if document is not None:
+            documents.append(document)
+            documents.sort(key=lambda d: (d["step_id"], d["position"]))
+    return rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessments=[text] if text else [],
+        retrieval_assessments=documents,
+    )
+
+
+def delivery_resend(*, delivery: Delivery) -> bool:
+    """ "Send again" for a failed delivery: pending, due now, enqueued. False if not failed."""
+    with transaction.atomic():
+        updated = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.FAILED).update(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=timezone.now(),
+            retrying_since=timezone.now(),
+            claimed_at=None,
+            last_error="",
+        )
+        if updated:
+            _enqueue_on_commit(delivery.pk)
+    return bool(updated)
+
+
+def _enqueue_on_commit(delivery_id: int) -> None:
+    from feedback.tasks import delivery_send as delivery_send_task
+
+    delivery_send_task.delay_on_commit(delivery_id)

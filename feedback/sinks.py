@@ -1,0 +1,220 @@
+"""What each feedback sink receives, and how its answer is judged.
+
+- Databricks feedback endpoint: `{"dataframe_records": [...]}` (protocol.md §4.2), several
+  ratings of one deployment per POST;
+- MLflow assessments API: one POST per assessment (protocol.md §4.4) on the rated trace.
+
+`Outcome.kind` is "sent", "retry" (no answer, 5xx, 429: the sink may take it later) or "failed"
+(any other answer: sending it again unchanged would fail again).
+"""
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from agents import selectors as agent_selectors
+from agents.auth import AgentAuthError, auth_headers
+from agents.models import Deployment
+from feedback import transport
+from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, QuestionKind, Rating
+from feedback.validation import questions_for
+
+ERROR_EXCERPT_CHARS = 500
+
+
+@dataclass
+class Outcome:
+    kind: str  # "sent" | "retry" | "failed"
+    status_code: int | None = None
+    error: str = ""
+    retry_after_s: float | None = None
+    duration_ms: int = 0
+    body: str = ""  # the sink's answer, for what it created
+
+
+def judge(response: transport.SinkResponse) -> Outcome:
+    code = response.status_code
+    if 200 <= code < 300:
+        return Outcome("sent", code, body=response.text)
+    body = " ".join(response.text.split())[:ERROR_EXCERPT_CHARS]
+    error = f"HTTP {code}: {body}" if body else f"HTTP {code}"
+    kind = "retry" if code >= 500 or code == 429 else "failed"
+    return Outcome(kind, code, error, response.retry_after_s)
+
+
+def _post(url: str, body: dict, headers: dict[str, str]) -> Outcome:
+    started = time.monotonic()
+    try:
+        response = transport.post_json(
+            url, body, headers=headers, timeout_s=settings.DELIVERY_TIMEOUT_SECONDS
+        )
+        outcome = judge(response)
+    except transport.TransportError as exc:
+        outcome = Outcome("retry", None, f"No answer from the sink: {exc}")
+    outcome.duration_ms = int((time.monotonic() - started) * 1000)
+    return outcome
+
+
+def _headers(deployment: Deployment, idempotency_key: str) -> dict[str, str] | Outcome:
+    try:
+        return {**auth_headers(deployment), "Idempotency-Key": idempotency_key}
+    except AgentAuthError as exc:
+        return Outcome("failed", None, f"No usable credentials for the sink: {exc}")
+
+
+# --- Databricks feedback endpoint ----------------------------------------------------------------
+
+
+def databricks_record(rating: Rating, *, as_json_strings: bool) -> dict[str, Any]:
+    """One `dataframe_records` entry, exactly the fields of protocol.md §4.2."""
+    record: dict[str, Any] = {
+        "request_id": rating.request.databricks_request_id,
+        "source": {"id": rating.source_id, "type": rating.source_type},
+        "text_assessments": [rating.text_assessment] if rating.text_assessment else [],
+        "retrieval_assessments": rating.retrieval_assessments,
+    }
+    if as_json_strings:  # as Databricks' own chatbot template sends them
+        for column in ("source", "text_assessments", "retrieval_assessments"):
+            record[column] = json.dumps(record[column])
+    return record
+
+
+def send_databricks(deployment: Deployment, deliveries: list[Delivery]) -> Outcome:
+    key = str(deliveries[0].idempotency_key) if len(deliveries) == 1 else _batch_key(deliveries)
+    headers = _headers(deployment, key)
+    if isinstance(headers, Outcome):
+        return headers
+    records = [
+        databricks_record(d.rating, as_json_strings=deployment.feedback_json_strings)
+        for d in deliveries
+    ]
+    return _post(deployment.feedback_endpoint, {"dataframe_records": records}, headers)
+
+
+def _batch_key(deliveries: list[Delivery]) -> str:
+    # The same batch tried again carries the same key.
+    keys = ",".join(sorted(str(d.idempotency_key) for d in deliveries))
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"reviewapp-feedback-batch:{keys}"))
+
+
+# --- MLflow assessments --------------------------------------------------------------------------
+
+
+def _mlflow_value(kind: str, value: str) -> Any:
+    if kind == QuestionKind.THUMBS:
+        return value == "positive"
+    if kind == QuestionKind.NUMERIC:
+        return float(value)
+    return value
+
+
+def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """(key, assessment) pairs: a feedback per answered question, an expectation for the
+    suggested answer, a `chunk_relevance` feedback per rated document on its retriever span."""
+    now = datetime.fromtimestamp(rating.created_at.timestamp(), UTC)
+    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    base = {
+        "trace_id": trace_id,
+        "source": {"source_type": "HUMAN", "source_id": rating.source_id},
+        "create_time": stamp,
+        "last_update_time": stamp,
+    }
+    meta = {"request_id": rating.request.databricks_request_id, "rating_id": str(rating.pk)}
+    kinds = {q.name: q.kind for q in questions_for(rating.deployment)}
+    text = rating.text_assessment
+    comment = text.get("free_text_comment")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name, given in text.get("ratings", {}).items():
+        item = {**base, "assessment_name": name, "metadata": meta}
+        item["feedback"] = {"value": _mlflow_value(kinds.get(name, ""), given["value"])}
+        rationale = given.get("rationale") or comment
+        if rationale:
+            item["rationale"] = rationale
+        out.append((f"q:{name}", item))
+    if comment and not text.get("ratings"):
+        item = {**base, "assessment_name": "comment", "metadata": meta}
+        out.append(("comment", {**item, "feedback": {"value": comment}}))
+    if text.get("suggested_output"):
+        item = {**base, "assessment_name": "expected_response", "metadata": meta}
+        out.append(
+            ("expected_response", {**item, "expectation": {"value": text["suggested_output"]}})
+        )
+    for doc in rating.retrieval_assessments:
+        item = {
+            **base,
+            "assessment_name": CHUNK_RELEVANCE,
+            "span_id": doc["step_id"],
+            "metadata": {**meta, "position": str(doc["position"])},
+        }
+        relevance = doc.get("ratings", {}).get(CHUNK_RELEVANCE)
+        if relevance:
+            item["feedback"] = {"value": relevance["value"] == "positive"}
+            if doc.get("free_text_comment"):
+                item["rationale"] = doc["free_text_comment"]
+        else:  # a comment on a document without a verdict
+            item = {**item, "assessment_name": "chunk_comment"}
+            item["feedback"] = {"value": doc["free_text_comment"]}
+        out.append((f"doc:{doc['step_id']}:{doc['position']}", item))
+    return out
+
+
+def _previous_assessment_ids(rating: Rating) -> dict[str, str]:
+    """The MLflow ids of the reviewer's previous delivered rating, which the new one overrides."""
+    previous = (
+        Delivery.objects.filter(
+            rating__request_id=rating.request_id,
+            rating__reviewer_id=rating.reviewer_id,
+            rating__created_at__lte=rating.created_at,
+            sink=rating.deployment.feedback_sink,
+            status=DeliveryStatus.SENT,
+        )
+        .exclude(rating_id=rating.pk)
+        .order_by("-rating__created_at", "-rating_id")
+        .values_list("sink_state", flat=True)
+        .first()
+    )
+    return (previous or {}).get("assessment_ids", {})
+
+
+def send_mlflow(delivery: Delivery, *, deadline: float) -> Outcome:
+    """Post the rating's assessments not yet created (a retry skips those that were)."""
+    rating, deployment = delivery.rating, delivery.deployment
+    trace = agent_selectors.trace_normalized(rating.request.databricks_request_id)
+    if trace is None or not trace.trace_id:
+        return Outcome("failed", None, "This answer has no MLflow trace id to attach to.")
+    headers = _headers(deployment, str(delivery.idempotency_key))
+    if isinstance(headers, Outcome):
+        return headers
+    base = deployment.feedback_endpoint.rstrip("/")
+    url = f"{base}/api/3.0/mlflow/traces/{trace.trace_id}/assessments"
+    created: dict[str, str] = dict(delivery.sink_state.get("assessment_ids", {}))
+    overridden = _previous_assessment_ids(rating)
+    outcome, total_ms = Outcome("sent", None), 0
+    for key, assessment in mlflow_assessments(rating, trace.trace_id):
+        if key in created:
+            continue
+        if time.monotonic() > deadline:  # stay inside the claim's lease; the rest comes next try
+            return Outcome("retry", outcome.status_code, "Stopped early to keep within the lease.")
+        if key in overridden:
+            assessment["overrides"] = overridden[key]
+        outcome = _post(url, {"assessment": assessment}, headers)
+        total_ms += outcome.duration_ms
+        if outcome.kind != "sent":
+            break
+        created[key] = parse_assessment_id(outcome.body) or "?"
+        delivery.sink_state = {**delivery.sink_state, "assessment_ids": created}
+        Delivery.objects.filter(pk=delivery.pk).update(sink_state=delivery.sink_state)
+    outcome.duration_ms = total_ms
+    return outcome
+
+
+def parse_assessment_id(text: str) -> str:
+    try:
+        return str(json.loads(text)["assessment"]["assessment_id"])
+    except (ValueError, KeyError, TypeError):
+        return ""

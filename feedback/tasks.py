@@ -1,0 +1,21 @@
+"""Celery tasks for forwarding ratings: thin wrappers that take ids and call feedback.delivery.
+
+Both are idempotent (the delivery's claim decides who sends), which is what makes the
+settings' acks_late and reject_on_worker_lost safe: a redelivered message finds the row sent,
+or claimed by a live task, and does nothing.
+"""
+
+from celery import shared_task
+
+from feedback import delivery
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def delivery_send(self, delivery_id: int) -> str:
+    return delivery.delivery_run(delivery_id, task_id=self.request.id or "")
+
+
+@shared_task
+def deliveries_sweep() -> int:
+    """Run by beat every DELIVERY_SWEEP_SECONDS."""
+    return delivery.deliveries_sweep()

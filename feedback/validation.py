@@ -1,0 +1,239 @@
+"""Checks a rating must pass before it is saved (the Databricks feedback API accepts anything;
+we don't): known question names, values that fit each question's kind, documents that exist.
+
+`clean_text_assessment` and `clean_retrieval_assessments` return the cleaned protocol shapes or
+raise ValidationError with every problem found, each naming where it is.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from agents.traces import NormalizedTrace
+from feedback.models import CHUNK_RELEVANCE, Question, QuestionKind
+
+THUMBS_VALUES = ("positive", "negative")
+MAX_TEXT_CHARS = 20_000
+MAX_RATIONALE_CHARS = 5_000
+
+DEFAULT_QUESTION = {
+    "name": "answer_correct",
+    "text": "Is this response correct for your question?",
+    "kind": QuestionKind.THUMBS,
+}
+
+
+def questions_for(deployment) -> list[Question]:
+    """The deployment's questions in order; with none set up, the default thumbs question."""
+    cached = getattr(deployment, "_questions_cache", None)
+    if cached is None:
+        cached = list(deployment.questions.all()) or [
+            Question(deployment=deployment, order=0, **DEFAULT_QUESTION)
+        ]
+        deployment._questions_cache = cached
+    return cached
+
+
+@dataclass(frozen=True)
+class RetrieverSpan:
+    span_id: str
+    name: str
+    document_count: int
+
+
+def retriever_spans(trace: NormalizedTrace | None) -> dict[str, RetrieverSpan]:
+    """Spans whose output is a list of documents, by span id (lowercase hex)."""
+    if trace is None:
+        return {}
+    return {
+        span.span_id: RetrieverSpan(span.span_id, span.name, len(span.documents))
+        for span in trace.iter_spans()
+        if span.documents is not None
+    }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def clean_value(question: Question, value: Any) -> str:
+    """The value as the feedback record carries it (a string), or ValueError saying why not."""
+    if question.kind == QuestionKind.THUMBS:
+        if value not in THUMBS_VALUES:
+            raise ValueError('must be "positive" or "negative"')
+        return value
+    if question.kind == QuestionKind.CATEGORICAL:
+        if value not in question.options:
+            raise ValueError(f"must be one of {', '.join(map(repr, question.options))}")
+        return value
+    if question.kind == QuestionKind.NUMERIC:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError("must be a number") from None
+        if not _is_number(number):
+            raise ValueError("must be a number")
+        if not question.min_value <= number <= question.max_value:
+            raise ValueError(f"must be between {question.min_value:g} and {question.max_value:g}")
+        return f"{float(number):g}"
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty text")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ValueError(f"is longer than {MAX_TEXT_CHARS:,} characters")
+    return value
+
+
+def _optional_text(value: Any, where: str, errors: list[str], limit: int = MAX_TEXT_CHARS):
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        errors.append(f"{where} must be a string.")
+        return None
+    if len(value) > limit:
+        errors.append(f"{where} is longer than {limit:,} characters.")
+        return None
+    return value if value.strip() else None
+
+
+def _ratings_map(value: Any, where: str, errors: list[str]) -> dict | None:
+    if not isinstance(value, dict):
+        errors.append(f"{where} must be an object of rating names to {{value, rationale}}.")
+        return None
+    for name, rating in value.items():
+        if not isinstance(rating, dict) or "value" not in rating:
+            errors.append(f'{where}.{name} must be an object with a "value".')
+            return None
+        unknown = sorted(set(rating) - {"value", "rationale"})
+        if unknown:
+            errors.append(f"{where}.{name} has unknown field(s): {', '.join(unknown)}.")
+            return None
+    return value
+
+
+def clean_text_assessment(questions: list[Question], data: Any) -> dict:
+    """{ratings, free_text_comment, suggested_output} with only what was given."""
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise ValidationError("A text assessment must be an object.")
+    unknown = sorted(set(data) - {"ratings", "free_text_comment", "suggested_output", "step_id"})
+    if unknown:
+        errors.append(f"text_assessments has unknown field(s): {', '.join(unknown)}.")
+    by_name = {q.name: q for q in questions}
+    cleaned: dict[str, Any] = {}
+    ratings = _ratings_map(data.get("ratings", {}), "ratings", errors) or {}
+    cleaned_ratings = {}
+    for name, rating in ratings.items():
+        question = by_name.get(name)
+        if question is None:
+            known = ", ".join(by_name)
+            errors.append(f"ratings.{name}: this deployment has no such question (it has {known}).")
+            continue
+        try:
+            out = {"value": clean_value(question, rating["value"])}
+        except ValueError as exc:
+            errors.append(f"ratings.{name}: the value {exc}.")
+            continue
+        rationale = _optional_text(
+            rating.get("rationale"), f"ratings.{name}.rationale", errors, MAX_RATIONALE_CHARS
+        )
+        if rationale:
+            out["rationale"] = rationale
+        cleaned_ratings[name] = out
+    if cleaned_ratings:
+        cleaned["ratings"] = cleaned_ratings
+    for field in ("free_text_comment", "suggested_output"):
+        text = _optional_text(data.get(field), field, errors)
+        if text:
+            cleaned[field] = text
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> list[dict]:
+    """[{position, step_id, ratings {chunk_relevance}, free_text_comment?}], one per document."""
+    if not isinstance(data, list):
+        raise ValidationError("retrieval_assessments must be a list.")
+    errors: list[str] = []
+    cleaned, seen = [], set()
+    for i, item in enumerate(data):
+        where = f"retrieval_assessments[{i}]"
+        if not isinstance(item, dict):
+            errors.append(f"{where} must be an object.")
+            continue
+        unknown = sorted(set(item) - {"position", "step_id", "ratings", "free_text_comment"})
+        if unknown:
+            errors.append(f"{where} has unknown field(s): {', '.join(unknown)}.")
+            continue
+        span = _retriever_span(spans, item.get("step_id"), where, errors)
+        position = item.get("position")
+        if span is None:
+            continue
+        if isinstance(position, bool) or not isinstance(position, int):
+            errors.append(f"{where}.position must be a whole number (the document's index).")
+            continue
+        if not 0 <= position < span.document_count:
+            errors.append(
+                f"{where}.position {position} is outside the {span.document_count} document(s) "
+                f"that span {span.span_id} retrieved (0 to {span.document_count - 1})."
+            )
+            continue
+        if (span.span_id, position) in seen:
+            errors.append(f"{where} rates document {position} of span {span.span_id} again.")
+            continue
+        seen.add((span.span_id, position))
+        out = _clean_document_rating(item, where, errors)
+        if out is not None:
+            cleaned.append({"position": position, "step_id": span.span_id, **out})
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _retriever_span(spans, step_id: Any, where: str, errors: list[str]) -> RetrieverSpan | None:
+    if not spans:
+        errors.append(f"{where}: this answer's trace has no retriever span with documents.")
+        return None
+    if step_id in (None, ""):
+        if len(spans) == 1:
+            return next(iter(spans.values()))
+        errors.append(f"{where}.step_id is needed: the trace has {len(spans)} retriever spans.")
+        return None
+    span = spans.get(str(step_id).lower().removeprefix("0x"))
+    if span is None:
+        errors.append(
+            f"{where}.step_id {step_id!r} is not a retriever span of this answer's trace "
+            f"(those are {', '.join(spans)})."
+        )
+    return span
+
+
+def _clean_document_rating(item: dict, where: str, errors: list[str]) -> dict | None:
+    ratings = _ratings_map(item.get("ratings", {}), f"{where}.ratings", errors)
+    if ratings is None:
+        return None
+    unknown = sorted(set(ratings) - {CHUNK_RELEVANCE})
+    if unknown:
+        errors.append(
+            f"{where}.ratings: unknown rating(s) {', '.join(unknown)}; documents are rated with "
+            f"{CHUNK_RELEVANCE} (positive = relevant)."
+        )
+        return None
+    out: dict[str, Any] = {}
+    if CHUNK_RELEVANCE in ratings:
+        value = ratings[CHUNK_RELEVANCE]["value"]
+        if value not in THUMBS_VALUES:
+            errors.append(f'{where}.ratings.{CHUNK_RELEVANCE} must be "positive" or "negative".')
+            return None
+        out["ratings"] = {CHUNK_RELEVANCE: {"value": value}}
+    comment = _optional_text(item.get("free_text_comment"), f"{where}.free_text_comment", errors)
+    if comment:
+        out["free_text_comment"] = comment
+    if not out:
+        errors.append(f"{where} rates nothing: give ratings.{CHUNK_RELEVANCE} or a comment.")
+        return None
+    return out

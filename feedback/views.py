@@ -1,0 +1,131 @@
+"""The rating bar, document ratings and the deliveries page. Thin: authorize, call, render."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from agents import selectors as agent_selectors
+from agents.models import Deployment, RequestLog
+from feedback import selectors, services
+from feedback.models import CHUNK_RELEVANCE, DeliveryStatus
+from feedback.rating_context import document_rating_context, rating_bar_context
+from feedback.validation import questions_for
+from reviewapp import roles
+
+DELIVERIES_PER_PAGE = 50
+
+
+def _get_turn_to_rate(request: HttpRequest, request_id: str) -> RequestLog:
+    if not roles.can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may rate answers.")
+    return agent_selectors.request_get_for_user(request.user, request_id, with_trace=False)
+
+
+@require_POST
+@login_required
+def rating_save(request: HttpRequest, request_id: str) -> HttpResponse:
+    """The answer's questions, comment and better answer, saved as a new version."""
+    turn = _get_turn_to_rate(request, request_id)
+    answers = {
+        q.name: request.POST.get(f"q_{q.name}", "").strip() for q in questions_for(turn.deployment)
+    }
+    comment = request.POST.get("comment", "")
+    better = request.POST.get("suggested_output", "")
+    text = services.rating_text_from_form(turn, answers, comment, better)
+    errors: list[str] = []
+    try:
+        services.rating_change(turn=turn, reviewer=request.user, text_assessment=text)
+    except ValidationError as exc:
+        errors = exc.messages
+    context = rating_bar_context(turn, request.user, errors=errors, posted=text if errors else None)
+    return render(request, "feedback/_rating_bar.html", context)
+
+
+@require_POST
+@login_required
+def document_rate(
+    request: HttpRequest, request_id: str, span_id: str, position: int
+) -> HttpResponse:
+    """One retrieved document: relevant or not, and an optional comment."""
+    turn = _get_turn_to_rate(request, request_id)
+    relevance = request.POST.get("relevance", "")
+    comment = request.POST.get("comment", "")
+    document: dict | None = {"step_id": span_id, "position": position}
+    if relevance:
+        document["ratings"] = {CHUNK_RELEVANCE: {"value": relevance}}
+    if comment.strip():
+        document["free_text_comment"] = comment
+    if len(document) == 2 or request.POST.get("clear"):
+        document = None  # nothing left: the document's rating is taken back
+    errors: list[str] = []
+    try:
+        services.rating_change(
+            turn=turn,
+            reviewer=request.user,
+            document=document,
+            clear_document=None if document else (span_id, position),
+        )
+    except ValidationError as exc:
+        errors = exc.messages
+    context = document_rating_context(turn, request.user, span_id, position, errors=errors)
+    context["refresh_status"] = True
+    return render(request, "feedback/_document_rating.html", context)
+
+
+@require_GET
+@login_required
+def rating_status(request: HttpRequest, request_id: str) -> HttpResponse:
+    """Polled while the delivery is under way: "saved", then "delivered" (or why not)."""
+    turn = _get_turn_to_rate(request, request_id)
+    return render(request, "feedback/_rating_status.html", rating_bar_context(turn, request.user))
+
+
+def _require_admin(request: HttpRequest) -> None:
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only admins see deliveries.")
+
+
+@require_GET
+@login_required
+def delivery_list(request: HttpRequest) -> HttpResponse:
+    _require_admin(request)
+    status = request.GET.get("status", "")
+    if status not in DeliveryStatus.values:
+        status = ""
+    try:
+        deployment_id = int(request.GET.get("deployment") or 0)
+    except ValueError:
+        deployment_id = 0
+    deliveries = selectors.delivery_list(deployment_id=deployment_id, status=status)
+    page = Paginator(deliveries, DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "status": status,
+        "deployment_id": deployment_id,
+        "statuses": DeliveryStatus.choices,
+        "deployments": Deployment.objects.only("id", "display_name", "model_name", "model_version"),
+    }
+    return render(request, "feedback/delivery_list.html", context)
+
+
+@require_POST
+@login_required
+def delivery_resend(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_admin(request)
+    # Only a failed delivery is sent again; any other just shows its current state.
+    services.delivery_resend(delivery=selectors.delivery_get(pk))
+    return render(
+        request, "feedback/delivery_list.html#row", {"delivery": selectors.delivery_get(pk)}
+    )
+
+
+@require_GET
+@login_required
+def delivery_attempts(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_admin(request)
+    delivery = selectors.delivery_get(pk)
+    attempts = delivery.attempt_rows.order_by("started_at", "pk")
+    return render(request, "feedback/_delivery_attempts.html", {"attempts": attempts})

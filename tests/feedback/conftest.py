@@ -1,0 +1,56 @@
+"""Fixtures for ratings: real turns from the real demo agent, and a fake at the one seam
+(feedback.transport.post_json) for unit tests of delivery."""
+
+import pytest
+
+from agents import chat
+from agents.models import RequestLog
+from feedback.transport import SinkResponse
+
+
+def chat_turn(deployment, user, message="What is MLflow tracing?", **inputs) -> RequestLog:
+    conversation = chat.conversation_create(deployment=deployment, user=user)
+    turn = chat.chat_turn(
+        deployment=deployment,
+        user=user,
+        conversation=conversation,
+        message=message,
+        custom_inputs=inputs,
+    )
+    assert turn.error == "", turn.error_detail
+    return turn
+
+
+def retriever_span_id(turn: RequestLog) -> str:
+    from agents.selectors import trace_normalized
+
+    trace = trace_normalized(turn.databricks_request_id)
+    return next(s.span_id for s in trace.iter_spans() if s.documents is not None)
+
+
+@pytest.fixture
+def turn(demo_deployment, reviewer):
+    """A real answer of the demo agent (3 documents retrieved), asked by the reviewer."""
+    return chat_turn(demo_deployment, reviewer, top_k=3)
+
+
+class FakeSink:
+    """Stands in for feedback.transport.post_json: records each post, answers from a script."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        self.answers: list = []  # SinkResponse or Exception, used in order; then 200
+
+    def __call__(self, url, body, *, headers, timeout_s):
+        self.posts.append({"url": url, "body": body, "headers": headers})
+        answer = self.answers.pop(0) if self.answers else SinkResponse(200, '{"ok": 1}', None)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def fake_sink(monkeypatch):
+    sink = FakeSink()
+    monkeypatch.setattr("feedback.transport.post_json", sink)
+    return sink

@@ -1,0 +1,226 @@
+"""Delivery decisions, with the sink faked at its one seam (feedback.transport.post_json)."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from feedback import delivery, services, sinks
+from feedback.models import Delivery, DeliveryAttempt
+from feedback.transport import SinkResponse, TransportError
+from tests.feedback.conftest import chat_turn, retriever_span_id
+
+pytestmark = pytest.mark.django_db
+
+
+def rate(turn, reviewer, value="negative", **extra):
+    return services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessments=[{"ratings": {"answer_correct": {"value": value}}, **extra}],
+    )
+
+
+def test_a_delivery_posts_the_protocol_record_once(turn, reviewer, fake_sink):
+    span_id = retriever_span_id(turn)
+    rating = services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessments=[
+            {"ratings": {"answer_correct": {"value": "negative"}}, "free_text_comment": "Too vague"}
+        ],
+        retrieval_assessments=[
+            {
+                "position": 1,
+                "step_id": span_id,
+                "ratings": {"chunk_relevance": {"value": "negative"}},
+            }
+        ],
+    )
+    d = rating.deliveries.get()
+    assert delivery.delivery_run(d.pk, task_id="t-1") == "sent"
+    assert delivery.delivery_run(d.pk, task_id="t-2") == "skipped"  # a duplicate message
+    assert len(fake_sink.posts) == 1
+    post = fake_sink.posts[0]
+    assert post["url"] == turn.deployment.feedback_endpoint
+    assert post["headers"]["Idempotency-Key"] == str(d.idempotency_key)
+    assert post["body"] == {
+        "dataframe_records": [
+            {
+                "request_id": turn.databricks_request_id,
+                "source": {"id": reviewer.email, "type": "human"},
+                "text_assessments": [
+                    {
+                        "ratings": {"answer_correct": {"value": "negative"}},
+                        "free_text_comment": "Too vague",
+                    }
+                ],
+                "retrieval_assessments": [
+                    {
+                        "position": 1,
+                        "step_id": span_id,
+                        "ratings": {"chunk_relevance": {"value": "negative"}},
+                    }
+                ],
+            }
+        ]
+    }
+    d.refresh_from_db()
+    assert (d.status, d.attempts, d.last_error) == ("sent", 1, "")
+    attempt = DeliveryAttempt.objects.get(delivery=d)
+    assert (attempt.status_code, attempt.task_id, attempt.batch_size) == (200, "t-1", 1)
+
+
+def test_the_json_strings_switch_sends_the_three_columns_as_strings(turn, reviewer, fake_sink):
+    turn.deployment.feedback_json_strings = True
+    turn.deployment.save(update_fields=["feedback_json_strings"])
+    d = rate(turn, reviewer, "positive").deliveries.get()
+    delivery.delivery_run(d.pk)
+    record = fake_sink.posts[0]["body"]["dataframe_records"][0]
+    assert isinstance(record["source"], str)
+    assert json.loads(record["source"]) == {"id": reviewer.email, "type": "human"}
+    assert json.loads(record["text_assessments"]) == [
+        {"ratings": {"answer_correct": {"value": "positive"}}}
+    ]
+    assert json.loads(record["retrieval_assessments"]) == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        SinkResponse(503, "down", 7.0),
+        SinkResponse(429, "slow down", None),
+        TransportError("ConnectError: refused"),
+    ],
+)
+def test_transient_failures_are_retried_later_with_backoff(turn, reviewer, fake_sink, answer):
+    fake_sink.answers = [answer]
+    d = rate(turn, reviewer).deliveries.get()
+    before = timezone.now()
+    assert delivery.delivery_run(d.pk) == "retry"
+    d.refresh_from_db()
+    assert d.status == "pending" and d.attempts == 1
+    assert d.last_error
+    wait = (d.next_attempt_at - before).total_seconds()
+    assert 4 <= wait <= 11  # the first retry waits 5 to 10 s (Retry-After: 7 within that)
+    # Not due yet: a message arriving now does not send it early.
+    assert delivery.delivery_run(d.pk) == "skipped"
+    Delivery.objects.filter(pk=d.pk).update(next_attempt_at=timezone.now())
+    assert delivery.delivery_run(d.pk) == "sent"
+    assert DeliveryAttempt.objects.filter(delivery=d).count() == 2
+
+
+def test_the_backoff_doubles_with_jitter_and_is_capped(settings):
+    settings.DELIVERY_RETRY_BASE_SECONDS = 10
+    settings.DELIVERY_RETRY_MAX_SECONDS = 3600
+    for attempts, low, high in [(1, 5, 10), (2, 10, 20), (5, 80, 160), (20, 1800, 3600)]:
+        for _ in range(20):
+            assert low <= delivery.retry_delay_s(attempts) <= high
+    assert delivery.retry_delay_s(1, retry_after_s=120) == 120
+
+
+def test_other_client_errors_fail_at_once_and_send_again_delivers(
+    turn, reviewer, fake_sink, django_capture_on_commit_callbacks
+):
+    fake_sink.answers = [SinkResponse(401, '{"error_code": "UNAUTHENTICATED"}', None)]
+    d = rate(turn, reviewer).deliveries.get()
+    assert delivery.delivery_run(d.pk) == "failed"
+    d.refresh_from_db()
+    assert d.status == "failed"
+    assert d.last_error == 'HTTP 401: {"error_code": "UNAUTHENTICATED"}'
+    assert delivery.delivery_run(d.pk) == "skipped"  # failed stays failed until sent again
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.delivery_resend(delivery=d)
+    assert len(callbacks) == 1
+    assert delivery.delivery_run(d.pk) == "sent"
+    assert len(fake_sink.posts) == 2
+
+
+def test_it_gives_up_on_transient_failures_after_the_window(turn, reviewer, fake_sink):
+    fake_sink.answers = [SinkResponse(502, "bad gateway", None)]
+    d = rate(turn, reviewer).deliveries.get()
+    Delivery.objects.filter(pk=d.pk).update(retrying_since=timezone.now() - timedelta(days=2))
+    assert delivery.delivery_run(d.pk) == "retry"
+    d.refresh_from_db()
+    assert d.status == "failed"
+    assert d.last_error.startswith("Gave up after 1 attempts over 24 h. Last: HTTP 502")
+
+
+def test_a_claim_whose_worker_died_is_taken_back_after_the_lease(
+    turn, reviewer, fake_sink, settings
+):
+    d = rate(turn, reviewer).deliveries.get()
+    Delivery.objects.filter(pk=d.pk).update(status="sending", claimed_at=timezone.now())
+    assert delivery.delivery_run(d.pk) == "skipped"  # someone is on it
+    expired = timezone.now() - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS + 1)
+    Delivery.objects.filter(pk=d.pk).update(claimed_at=expired)
+    assert delivery.delivery_run(d.pk) == "sent"
+    assert len(fake_sink.posts) == 1
+
+
+def test_due_ratings_of_one_deployment_go_in_one_post(demo_deployment, reviewer, fake_sink):
+    turns = [chat_turn(demo_deployment, reviewer, message=f"Question {i}") for i in range(3)]
+    deliveries = [rate(t, reviewer).deliveries.get() for t in turns]
+    assert delivery.delivery_run(deliveries[0].pk) == "sent"
+    assert len(fake_sink.posts) == 1
+    records = fake_sink.posts[0]["body"]["dataframe_records"]
+    assert [r["request_id"] for r in records] == [t.databricks_request_id for t in turns]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert {a.batch_size for a in DeliveryAttempt.objects.all()} == {3}
+    for d in deliveries[1:]:  # their own messages find them sent
+        assert delivery.delivery_run(d.pk) == "skipped"
+    assert len(fake_sink.posts) == 1
+
+
+def test_the_sweeper_enqueues_only_deliveries_nobody_is_working_on(
+    turn, reviewer, settings, monkeypatch
+):
+    enqueued = []
+    monkeypatch.setattr("feedback.tasks.delivery_send.delay", enqueued.append)
+    fresh = rate(turn, reviewer).deliveries.get()
+    lost = rate(turn, reviewer, "positive").deliveries.get()
+    long_ago = timezone.now() - timedelta(seconds=settings.DELIVERY_SWEEP_SECONDS + 5)
+    Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago)
+    assert delivery.deliveries_sweep() == 1
+    assert enqueued == [lost.pk]
+    assert fresh.pk not in enqueued
+
+
+def test_mlflow_assessments_carry_every_part_of_the_rating(turn, reviewer):
+    span_id = retriever_span_id(turn)
+    rating = services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessments=[
+            {
+                "ratings": {"answer_correct": {"value": "positive"}},
+                "free_text_comment": "Good",
+                "suggested_output": "Better",
+            }
+        ],
+        retrieval_assessments=[
+            {
+                "position": 0,
+                "step_id": span_id,
+                "ratings": {"chunk_relevance": {"value": "negative"}},
+                "free_text_comment": "Off topic",
+            }
+        ],
+    )
+    items = dict(sinks.mlflow_assessments(rating, "tr-abc"))
+    assert items["q:answer_correct"]["feedback"] == {"value": True}
+    assert items["q:answer_correct"]["rationale"] == "Good"
+    assert items["q:answer_correct"]["source"] == {
+        "source_type": "HUMAN",
+        "source_id": reviewer.email,
+    }
+    assert items["expected_response"]["expectation"] == {"value": "Better"}
+    doc = items[f"doc:{span_id}:0"]
+    assert (doc["span_id"], doc["feedback"], doc["rationale"]) == (
+        span_id,
+        {"value": False},
+        "Off topic",
+    )
+    assert doc["metadata"]["position"] == "0"
+    assert all(a["trace_id"] == "tr-abc" for a in items.values())

@@ -1,0 +1,195 @@
+"""Saving ratings: validation first, then the rating and its delivery in one transaction."""
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from feedback import services
+from feedback.models import Delivery, Question, Rating
+from tests.feedback.conftest import chat_turn, retriever_span_id
+
+pytestmark = pytest.mark.django_db
+
+THUMBS_DOWN = [{"ratings": {"answer_correct": {"value": "negative"}}}]
+
+
+def test_a_rating_is_saved_with_its_delivery_and_enqueued_after_commit(
+    turn, reviewer, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        rating = services.rating_create(
+            turn=turn,
+            reviewer=reviewer,
+            text_assessments=[
+                {
+                    "ratings": {"answer_correct": {"value": "negative"}},
+                    "free_text_comment": "Misses the point",
+                    "suggested_output": "MLflow tracing records each step.",
+                }
+            ],
+        )
+    assert rating.source_id == reviewer.email
+    assert rating.source_type == "human"
+    assert rating.text_assessment == {
+        "ratings": {"answer_correct": {"value": "negative"}},
+        "free_text_comment": "Misses the point",
+        "suggested_output": "MLflow tracing records each step.",
+    }
+    delivery = Delivery.objects.get(rating=rating)
+    assert delivery.status == "pending" and delivery.sink == "databricks_feedback"
+    assert len(callbacks) == 1  # the task is enqueued only once the rows are committed
+
+
+def test_a_document_rating_needs_a_real_document(turn, reviewer):
+    span_id = retriever_span_id(turn)
+    ok = services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        retrieval_assessments=[
+            {
+                "position": 2,
+                "step_id": span_id,
+                "ratings": {"chunk_relevance": {"value": "negative"}},
+            }
+        ],
+    )
+    assert ok.retrieval_assessments[0]["step_id"] == span_id
+    for bad, message in [
+        ({"position": 3, "step_id": span_id}, "outside the 3 document(s)"),
+        ({"position": 0, "step_id": "0123456789abcdef"}, "is not a retriever span"),
+        ({"position": "0", "step_id": span_id}, "whole number"),
+    ]:
+        bad["ratings"] = {"chunk_relevance": {"value": "positive"}}
+        with pytest.raises(ValidationError) as caught:
+            services.rating_create(turn=turn, reviewer=reviewer, retrieval_assessments=[bad])
+        assert message in str(caught.value)
+    assert Rating.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ([{"ratings": {"helpful": {"value": "positive"}}}], "no such question"),
+        ([{"ratings": {"answer_correct": {"value": "yes"}}}], '"positive" or "negative"'),
+        ([{"ratings": {"answer_correct": "positive"}}], 'must be an object with a "value"'),
+        ([{"ratings": {}}, {"ratings": {}}], "one text assessment"),
+        ([{"free_text_comment": 5}], "must be a string"),
+        ([{"ratings": {}}], "This rating is empty"),
+    ],
+)
+def test_invalid_ratings_are_refused_and_nothing_is_saved(turn, reviewer, text, message):
+    with pytest.raises(ValidationError) as caught:
+        services.rating_create(turn=turn, reviewer=reviewer, text_assessments=text)
+    assert message in str(caught.value)
+    assert not Rating.objects.exists() and not Delivery.objects.exists()
+
+
+def test_a_question_of_each_kind_checks_its_values(turn, reviewer):
+    deployment = turn.deployment
+    for question in [
+        Question(
+            deployment=deployment,
+            name="tone",
+            text="Tone?",
+            kind="categorical",
+            options=["formal", "casual"],
+            order=1,
+        ),
+        Question(
+            deployment=deployment,
+            name="score",
+            text="Score?",
+            kind="numeric",
+            min_value=1,
+            max_value=5,
+            order=2,
+        ),
+        Question(
+            deployment=deployment, name="missing", text="What is missing?", kind="text", order=3
+        ),
+    ]:
+        question.full_clean()
+        question.save()
+    rating = services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessments=[
+            {
+                "ratings": {
+                    "tone": {"value": "casual"},
+                    "score": {"value": 4},
+                    "missing": {"value": "A link"},
+                }
+            }
+        ],
+    )
+    assert rating.text_assessment["ratings"]["score"] == {"value": "4"}
+    turn.deployment._questions_cache = None  # questions are cached per deployment object
+    for ratings, message in [
+        ({"tone": {"value": "rude"}}, "must be one of 'formal', 'casual'"),
+        ({"score": {"value": 9}}, "between 1 and 5"),
+        ({"score": {"value": "many"}}, "must be a number"),
+        ({"answer_correct": {"value": "positive"}}, "no such question"),  # replaced by these
+    ]:
+        with pytest.raises(ValidationError) as caught:
+            services.rating_create(
+                turn=turn, reviewer=reviewer, text_assessments=[{"ratings": ratings}]
+            )
+        assert message in str(caught.value)
+
+
+def test_a_question_is_validated_when_an_admin_defines_it(demo_deployment):
+    for fields, field in [
+        ({"kind": "categorical", "options": ["only one"]}, "options"),
+        ({"kind": "numeric", "min_value": 5, "max_value": 1}, "max_value"),
+        ({"kind": "thumbs", "options": ["a", "b"]}, "options"),
+        ({"kind": "thumbs", "name": "Bad Name"}, "name"),
+        ({"kind": "thumbs", "name": "chunk_relevance"}, "name"),
+    ]:
+        values = {"name": "q", "text": "Q?", **fields}
+        with pytest.raises(ValidationError) as caught:
+            Question(deployment=demo_deployment, **values).full_clean()
+        assert field in caught.value.message_dict
+
+
+def test_changing_a_rating_keeps_history_and_the_newest_counts(turn, reviewer):
+    first = services.rating_create(turn=turn, reviewer=reviewer, text_assessments=THUMBS_DOWN)
+    span_id = retriever_span_id(turn)
+    second = services.rating_change(
+        turn=turn,
+        reviewer=reviewer,
+        document={
+            "step_id": span_id,
+            "position": 0,
+            "ratings": {"chunk_relevance": {"value": "positive"}},
+        },
+    )
+    third = services.rating_change(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessment={"ratings": {"answer_correct": {"value": "positive"}}},
+    )
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert not first.is_current and not second.is_current and third.is_current
+    # The newest version holds every part: the changed answer and the earlier document rating.
+    assert third.text_assessment == {"ratings": {"answer_correct": {"value": "positive"}}}
+    assert third.retrieval_assessments[0]["position"] == 0
+    assert Delivery.objects.filter(rating__request=turn).count() == 3  # each change forwarded
+
+
+def test_only_reviewers_rate_and_only_answers_that_exist(demo_deployment, stakeholder, reviewer):
+    turn = chat_turn(demo_deployment, stakeholder)
+    with pytest.raises(PermissionDenied):
+        services.rating_create(turn=turn, reviewer=stakeholder, text_assessments=THUMBS_DOWN)
+    turn.error = "The agent answered with an error (HTTP 500)."
+    turn.save(update_fields=["error"])
+    with pytest.raises(ValidationError, match="no answer to rate"):
+        services.rating_create(turn=turn, reviewer=reviewer, text_assessments=THUMBS_DOWN)
+    assert not Rating.objects.exists()
+
+
+def test_a_deployment_without_a_sink_keeps_ratings_without_a_delivery(turn, reviewer):
+    turn.deployment.feedback_sink = "none"
+    turn.deployment.save(update_fields=["feedback_sink"])
+    rating = services.rating_create(turn=turn, reviewer=reviewer, text_assessments=THUMBS_DOWN)
+    assert rating.pk and not Delivery.objects.exists()
