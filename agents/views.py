@@ -10,6 +10,7 @@ from django_htmx.middleware import HtmxDetails
 
 from agents import selectors, services
 from agents.models import Deployment
+from feedback import selectors as feedback_selectors
 from reviewapp import roles
 
 
@@ -23,8 +24,20 @@ def _get_deployment_for_admin(request: HttpRequest, pk: int) -> Deployment:
     return selectors.deployment_get_for_user(request.user, pk)
 
 
+def _with_rating_counts(deployments: list[Deployment]) -> list[Deployment]:
+    """Attach each row's rating count and its deliveries per status (two queries per page)."""
+    ids = [d.pk for d in deployments]
+    ratings = feedback_selectors.rating_counts(ids)
+    deliveries = feedback_selectors.delivery_counts(ids)
+    for deployment in deployments:
+        deployment.rating_count = ratings.get(deployment.pk, 0)
+        deployment.delivery_counts = deliveries.get(deployment.pk, {})
+    return deployments
+
+
 def _render_row(request: HttpRequest, deployment: Deployment) -> HttpResponse:
     row = selectors.deployment_list_with_usage(request.user).get(pk=deployment.pk)
+    _with_rating_counts([row])
     return render(request, "agents/deployment_list.html#row", {"deployment": row})
 
 
@@ -38,6 +51,7 @@ def deployment_list(request: HtmxHttpRequest) -> HttpResponse:
     }
     deployments = selectors.deployment_list_with_usage(request.user, **filters)
     page = Paginator(deployments, 50).get_page(request.GET.get("page"))
+    page.object_list = _with_rating_counts(list(page.object_list))
     context = {
         "page": page,
         "filters": filters,

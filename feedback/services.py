@@ -38,7 +38,11 @@ def check_can_rate(user: AbstractBaseUser, turn: RequestLog) -> None:
 
 
 def rating_validate(
-    *, turn: RequestLog, text_assessments: Any, retrieval_assessments: Any
+    *,
+    turn: RequestLog,
+    text_assessments: Any,
+    retrieval_assessments: Any,
+    allow_empty: bool = False,
 ) -> tuple[dict, list[dict]]:
     """The protocol shapes (`text_assessments` a list of at most one) cleaned, or a
     ValidationError naming every problem. Nothing is written."""
@@ -59,7 +63,7 @@ def rating_validate(
             documents = clean_retrieval_assessments(spans, retrieval_assessments)
         except ValidationError as exc:
             errors["retrieval_assessments"] = exc.messages
-    if not errors and not text and not documents:
+    if not errors and not text and not documents and not allow_empty:
         errors["non_field_errors"] = [
             "This rating is empty: answer a question, write a comment or a better answer, or "
             "rate a document."
@@ -76,15 +80,19 @@ def rating_create(
     reviewer: AbstractBaseUser,
     text_assessments: Any = None,
     retrieval_assessments: Any = None,
+    allow_empty: bool = False,
 ) -> Rating:
     """Save a new rating (it becomes the reviewer's current one) and its delivery.
 
     Raises PermissionDenied or ValidationError and saves nothing when the rating is not allowed
-    or not valid.
+    or not valid. `allow_empty` lets a reviewer take everything back (a new, empty version).
     """
     check_can_rate(reviewer, turn)
     text, documents = rating_validate(
-        turn=turn, text_assessments=text_assessments, retrieval_assessments=retrieval_assessments
+        turn=turn,
+        text_assessments=text_assessments,
+        retrieval_assessments=retrieval_assessments,
+        allow_empty=allow_empty,
     )
     # Lock the reviewer's ratings of this turn, so two quick clicks become two versions in order.
     previous = list(
@@ -133,7 +141,8 @@ def rating_change(
     clear_document: tuple[str, int] | None = None,
 ) -> Rating:
     """The pages' edit: a new version of the reviewer's current rating with one part replaced
-    (the answer's text assessment, or one document's rating), everything else kept."""
+    (the answer's text assessment, or one document's rating), everything else kept. Taking the
+    last part back leaves an empty version, so the newest rating says "nothing"."""
     current = Rating.objects.filter(request=turn, reviewer=reviewer, is_current=True).first()
     text = dict(current.text_assessment) if current else {}
     documents = list(current.retrieval_assessments) if current else []
@@ -150,6 +159,7 @@ def rating_change(
         reviewer=reviewer,
         text_assessments=[text] if text else [],
         retrieval_assessments=documents,
+        allow_empty=current is not None,
     )
 
 

@@ -1,5 +1,7 @@
 """API plumbing shared by every app: error shape and permissions."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, permissions
 from rest_framework.response import Response
@@ -9,7 +11,14 @@ from reviewapp import roles
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    """Services raise Django's ValidationError; the API answers it as a 400 with field errors."""
+    """Services raise Django's ValidationError; the API answers it as a 400 with field errors.
+    A body over DATA_UPLOAD_MAX_MEMORY_SIZE gets a JSON 413 instead of Django's HTML page."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            {"detail": f"The request body is larger than {limit:,} bytes; nothing was saved."},
+            status=413,
+        )
     if isinstance(exc, DjangoValidationError):
         detail = (
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
