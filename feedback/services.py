@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents.models import FeedbackSink, RequestLog
-from feedback.models import Delivery, DeliveryStatus, Rating
+from feedback.models import Delivery, DeliveryStatus, Question, Rating
 from feedback.validation import (
     clean_retrieval_assessments,
     clean_text_assessment,
@@ -182,3 +182,36 @@ def _enqueue_on_commit(delivery_id: int) -> None:
     from feedback.tasks import delivery_send as delivery_send_task
 
     delivery_send_task.delay_on_commit(delivery_id)
+
+
+QUESTION_FIELDS = ("name", "text", "kind", "options", "min_value", "max_value")
+
+
+@transaction.atomic
+def questions_replace(*, deployment, items: list[dict]) -> list[Question]:
+    """Replace the deployment's questions with `items`, in that order (an empty list brings back
+    the default question). Every item is validated first; on any error nothing changes."""
+    questions, errors = [], {}
+    for i, item in enumerate(items):
+        unknown = sorted(set(item) - set(QUESTION_FIELDS))
+        if unknown:
+            errors[f"questions[{i}]"] = [f"Unknown field(s): {', '.join(unknown)}."]
+            continue
+        question = Question(deployment=deployment, order=i, **item)
+        try:
+            question.full_clean(exclude=["deployment"], validate_constraints=False)
+        except ValidationError as exc:
+            errors[f"questions[{i}]"] = [
+                f"{k}: {m}" for k, ms in exc.message_dict.items() for m in ms
+            ]
+        questions.append(question)
+    names = [q.name for q in questions]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        errors["questions"] = [f"Question names must differ: {', '.join(duplicated)}."]
+    if errors:
+        raise ValidationError(errors)
+    deployment.questions.all().delete()
+    Question.objects.bulk_create(questions)
+    deployment._questions_cache = None
+    return list(deployment.questions.all())

@@ -165,3 +165,45 @@ def test_the_list_is_in_the_assessment_log_schema(api_client, turn, reviewer, st
     assert api_client.get("/api/v1/assessments/?status=lost").status_code == 400
     api_client.force_authenticate(stakeholder)
     assert api_client.get("/api/v1/assessments/").status_code == 403
+
+
+def test_admins_replace_a_deployments_questions(api_client, demo_deployment, admin_user, reviewer):
+    url = f"/api/v1/deployments/{demo_deployment.pk}/questions/"
+    api_client.force_authenticate(reviewer)
+    default = api_client.get(url).json()["questions"]
+    assert default == [
+        {
+            "name": "answer_correct",
+            "kind": "thumbs",
+            "text": "Is this response correct for your question?",
+        }
+    ]
+    new = [
+        {"name": "grounded", "text": "Is it grounded in the documents?", "kind": "thumbs"},
+        {
+            "name": "score",
+            "text": "Overall score",
+            "kind": "numeric",
+            "min_value": 1,
+            "max_value": 5,
+        },
+    ]
+    assert api_client.put(url, {"questions": new}, format="json").status_code == 403
+    api_client.force_authenticate(admin_user)
+    saved = api_client.put(url, {"questions": new}, format="json")
+    assert saved.status_code == 200
+    assert [q["name"] for q in saved.json()["questions"]] == ["grounded", "score"]
+    bad = api_client.put(
+        url,
+        {
+            "questions": [
+                {"name": "tone", "text": "Tone?", "kind": "categorical", "options": []},
+                {"name": "tone", "text": "Again", "kind": "thumbs"},
+            ]
+        },
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert "options" in str(bad.json()) and "must differ" in str(bad.json())
+    assert [q["name"] for q in api_client.get(url).json()["questions"]] == ["grounded", "score"]
+    assert api_client.put(url, {"questions": []}, format="json").json()["questions"] == default
