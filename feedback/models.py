@@ -131,10 +131,6 @@ class Rating(models.Model):
     def __str__(self) -> str:
         return f"Rating {self.pk} of {self.request_id} by {self.source_id}"
 
-    @property
-    def request_id(self) -> str:
-        return self.request.databricks_request_id
-
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"

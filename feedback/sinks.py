@@ -200,13 +200,14 @@ def send_mlflow(delivery: Delivery, *, deadline: float) -> Outcome:
             continue
         if time.monotonic() > deadline:  # stay inside the claim's lease; the rest comes next try
             return Outcome("retry", outcome.status_code, "Stopped early to keep within the lease.")
-        if key in overridden:
+        if overridden.get(key):
             assessment["overrides"] = overridden[key]
         outcome = _post(url, {"assessment": assessment}, headers)
         total_ms += outcome.duration_ms
         if outcome.kind != "sent":
             break
-        created[key] = parse_assessment_id(outcome.body) or "?"
+        # An id we could not read is kept empty: a later version then adds instead of overriding.
+        created[key] = parse_assessment_id(outcome.body)
         delivery.sink_state = {**delivery.sink_state, "assessment_ids": created}
         Delivery.objects.filter(pk=delivery.pk).update(sink_state=delivery.sink_state)
     outcome.duration_ms = total_ms
