@@ -1,5 +1,7 @@
 """Pages for deployments. Thin: authorize, call a selector or service, render."""
 
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -55,6 +57,13 @@ def deployment_list(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "filters": filters,
+        "filters_query": urlencode(
+            {
+                "q": filters["search"],
+                "model_name": filters["model_name"],
+                "model_version": filters["model_version"],
+            }
+        ),
         "filtering": any(filters.values()),
         "has_any": selectors.deployments_visible_to(request.user).exists(),
     }

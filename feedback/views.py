@@ -1,5 +1,7 @@
 """The rating bar, document ratings and the deliveries page. Thin: authorize, call, render."""
 
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -103,6 +105,7 @@ def delivery_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(deliveries, DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "page": page,
+        "filters_query": urlencode({"status": status, "deployment": deployment_id or ""}),
         "status": status,
         "deployment_id": deployment_id,
         "statuses": DeliveryStatus.choices,

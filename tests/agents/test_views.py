@@ -144,3 +144,12 @@ def test_the_chat_page_is_404_for_a_deployment_one_may_not_use(
     client.force_login(stakeholder)
     assert client.get(f"/chat/{deployment.pk}/").status_code == 404
     assert client.get("/chat/99999/").status_code == 404
+
+
+def test_the_pager_keeps_the_filters(client, admin_user, deployment_factory):
+    for _ in range(51):
+        deployment_factory(model_version="2")
+    client.force_login(admin_user)
+    html = client.get("/deployments/?model_version=2&q=bot").content.decode()
+    assert "Page 1 of 2" in html
+    assert 'href="?page=2&amp;q=bot&amp;model_name=&amp;model_version=2"' in html

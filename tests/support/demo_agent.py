@@ -10,11 +10,9 @@ environment variables, which must stay out of the test process.
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.servers import free_port, start_on_free_port, wait_for_health
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
@@ -104,12 +104,6 @@ class DemoAgent:
                 self.process.wait()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def flag_args(flags: dict[str, Any]) -> list[str]:
     """{"latency_ms": 5, "token": "t"} -> ["--latency-ms", "5", "--token", "t"]; None: left out."""
     args: list[str] = []
@@ -127,18 +121,10 @@ def _clean_env(extra_env: dict[str, str] | None) -> dict[str, str]:
 
 
 def _wait_for_health(agent: DemoAgent, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        agent.check_alive()
-        try:
-            if httpx.get(f"{agent.url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise DemoAgentStartError(
-        f"the demo agent did not answer /health within {timeout_s:.0f} s:\n{agent.stderr()}"
-    )
+    if wait_for_health(f"{agent.url}/health", agent.check_alive, timeout_s) is None:
+        raise DemoAgentStartError(
+            f"the demo agent did not answer /health within {timeout_s:.0f} s:\n{agent.stderr()}"
+        )
 
 
 def _start(
@@ -172,18 +158,12 @@ def run_demo_agent(*, extra_env: dict[str, str] | None = None, **flags: Any) -> 
     extra_env= to set some. It is stopped on exit.
     """
     with tempfile.TemporaryDirectory(prefix="demo-agent-") as tmp:
-        agent = None
-        for attempt in range(3):
-            agent = _start(Path(tmp), attempt, dict(flags), extra_env)
-            try:
-                _wait_for_health(agent, STARTUP_TIMEOUT_S)
-                break
-            except DemoAgentStartError:
-                agent.stop()
-                # Another process may have taken the free port between probe and bind: retry.
-                if "address already in use" not in agent.stderr().lower() or attempt == 2:
-                    raise
-        assert agent is not None
+        agent = start_on_free_port(
+            lambda attempt: _start(Path(tmp), attempt, dict(flags), extra_env),
+            lambda agent: _wait_for_health(agent, STARTUP_TIMEOUT_S),
+            DemoAgent.stderr,
+            DemoAgentStartError,
+        )
         try:
             yield agent
         finally:

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support import REPO_ROOT
-from tests.support.demo_agent import free_port
+from tests.support.servers import free_port, start_on_free_port, wait_for_health
 
 # About 5 s on an idle 2-core machine (most of it importing mlflow); CI runners can be slower.
 STARTUP_TIMEOUT_S = 90.0
@@ -135,20 +134,13 @@ def _start(workdir: Path, attempt: int) -> MlflowServer:
 
 
 def _wait_for_health(server: MlflowServer, timeout_s: float) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        server.check_alive()
-        try:
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                server.started_in_s = time.monotonic() - started
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise MlflowServerStartError(
-        f"mlflow server did not answer {server.url}/health within {timeout_s:.0f} s:\n"
-        f"{server.log()[-6000:]}"
-    )
+    took = wait_for_health(f"{server.url}/health", server.check_alive, timeout_s)
+    if took is None:
+        raise MlflowServerStartError(
+            f"mlflow server did not answer {server.url}/health within {timeout_s:.0f} s:\n"
+            f"{server.log()[-6000:]}"
+        )
+    server.started_in_s = took
 
 
 @contextlib.contextmanager
@@ -160,18 +152,12 @@ def run_mlflow_server() -> Iterator[MlflowServer]:
             "requirements-dev.txt -c constraints.txt), which pin the full mlflow."
         )
     with tempfile.TemporaryDirectory(prefix="mlflow-server-") as tmp:
-        server = None
-        for attempt in range(3):
-            server = _start(Path(tmp), attempt)
-            try:
-                _wait_for_health(server, STARTUP_TIMEOUT_S)
-                break
-            except MlflowServerStartError:
-                server.stop()
-                # Another process may have taken the free port between probe and bind: retry.
-                if "address already in use" not in server.log().lower() or attempt == 2:
-                    raise
-        assert server is not None
+        server = start_on_free_port(
+            lambda attempt: _start(Path(tmp), attempt),
+            lambda server: _wait_for_health(server, STARTUP_TIMEOUT_S),
+            MlflowServer.log,
+            MlflowServerStartError,
+        )
         try:
             yield server
         finally:

@@ -1,0 +1,53 @@
+"""What the suite's server subprocesses (demo agent, mlflow server) share: a free port, waiting
+for a health URL, and starting again when another process took the port first."""
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+
+Server = TypeVar("Server")
+START_ATTEMPTS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(url: str, check_alive: Callable[[], None], timeout_s: float) -> float | None:
+    """Seconds until `url` answered 200, or None if it did not within `timeout_s`.
+    `check_alive` raises when the process died, which ends the wait early."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        check_alive()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return None
+
+
+def start_on_free_port(
+    start: Callable[[int], Server],
+    wait: Callable[[Server], None],
+    output: Callable[[Server], str],
+    start_error: type[Exception],
+) -> Server:
+    """`start(attempt)` then `wait(server)`; if it failed because another process bound the
+    probed port in between, try again on a new one."""
+    for attempt in range(START_ATTEMPTS):
+        server = start(attempt)
+        try:
+            wait(server)
+            return server
+        except start_error:
+            server.stop()
+            if "address already in use" not in output(server).lower() or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
