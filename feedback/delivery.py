@@ -13,7 +13,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -25,10 +25,34 @@ logger = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(seconds=1)  # a retry message may arrive a little before its due time
 
 
-def _claimable(now) -> Q:
-    lease_expired = now - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    return Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now + CLOCK_SKEW) | Q(
-        status=DeliveryStatus.SENDING, claimed_at__lt=lease_expired
+MAX_LOST_CLAIMS = 3  # a delivery whose sending killed its worker this often fails instead
+IN_FLIGHT_WAIT_S = 5  # how long a newer version waits for an older one being sent right now
+RELATED = ("rating__request", "rating__deployment", "deployment")
+# The rated turn's big columns: a record needs only its request id.
+HEAVY = ("rating__request__trace", "rating__request__request_raw", "rating__request__response_raw")
+FINISH_TRIES = 4
+
+
+def _claim_fields(now, token) -> dict:
+    return {"status": DeliveryStatus.SENDING, "claimed_at": now, "claim_token": token}
+
+
+def _lease_expired(now) -> Q:
+    cutoff = now - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    return Q(status=DeliveryStatus.SENDING, claimed_at__lt=cutoff)
+
+
+def _take_back(rows, now, **fields) -> int:
+    """Rows whose lease ran out (their worker died): fail those that did so too often, update
+    the others with `fields` and count the lost claim. Returns how many were taken back."""
+    expired = rows.filter(_lease_expired(now))
+    expired.filter(lost_claims__gte=MAX_LOST_CLAIMS).update(
+        status=DeliveryStatus.FAILED,
+        claimed_at=None,
+        last_error=f"The worker died while sending this {MAX_LOST_CLAIMS} times; see its log.",
+    )
+    return expired.filter(lost_claims__lt=MAX_LOST_CLAIMS).update(
+        lost_claims=F("lost_claims") + 1, **fields
     )
 
 
@@ -36,34 +60,88 @@ def delivery_claim(delivery_id: int) -> list[Delivery]:
     """Claim the delivery and, for a Databricks sink, other due ones of its deployment.
 
     Returns the claimed deliveries (this one first), or [] when it is not ours to send: already
-    sent or failed, not due yet, claimed by a live task, or deleted.
+    sent, failed or superseded, not due yet, claimed by a live task, or deleted.
     """
     now, token = timezone.now(), uuid.uuid4()
-    claim = {"status": DeliveryStatus.SENDING, "claimed_at": now, "claim_token": token}
-    if not Delivery.objects.filter(_claimable(now), pk=delivery_id).update(**claim):
+    claim = _claim_fields(now, token)
+    mine = Delivery.objects.filter(pk=delivery_id)
+    due = Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now + CLOCK_SKEW)
+    if not mine.filter(due).update(**claim) and not _take_back(mine, now, **claim):
         return []
-    related = ("rating__request", "rating__deployment", "deployment")
-    delivery = Delivery.objects.select_related(*related).get(pk=delivery_id)
-    batch = [delivery]
-    if delivery.sink == FeedbackSink.DATABRICKS and settings.DELIVERY_BATCH_SIZE > 1:
-        sibling_ids = list(
-            Delivery.objects.filter(
-                deployment_id=delivery.deployment_id,
-                sink=FeedbackSink.DATABRICKS,
-                status=DeliveryStatus.PENDING,
-                next_attempt_at__lte=now,
-            )
-            .exclude(pk=delivery_id)
-            .order_by("pk")
-            .values_list("pk", flat=True)[: settings.DELIVERY_BATCH_SIZE - 1]
+    batch = [Delivery.objects.select_related(*RELATED).defer(*HEAVY).get(pk=delivery_id)]
+    if batch[0].sink == FeedbackSink.DATABRICKS and settings.DELIVERY_BATCH_SIZE > 1:
+        batch += _claim_siblings(batch[0], now, claim)
+    return _without_versions_in_flight(batch, now)
+
+
+def _claim_siblings(first: Delivery, now, claim: dict) -> list[Delivery]:
+    """Other due Databricks deliveries of the deployment, up to the batch's count and bytes."""
+    sibling_ids = list(
+        Delivery.objects.filter(
+            deployment_id=first.deployment_id,
+            sink=FeedbackSink.DATABRICKS,
+            status=DeliveryStatus.PENDING,
+            next_attempt_at__lte=now,
         )
-        if sibling_ids:
-            Delivery.objects.filter(pk__in=sibling_ids, status=DeliveryStatus.PENDING).update(
-                **claim
-            )
-            siblings = Delivery.objects.select_related(*related).filter(claim_token=token)
-            batch += list(siblings.exclude(pk=delivery_id).order_by("pk"))
-    return batch
+        .exclude(pk=first.pk)
+        .order_by("pk")
+        .values_list("pk", flat=True)[: settings.DELIVERY_BATCH_SIZE - 1]
+    )
+    if not sibling_ids:
+        return []
+    Delivery.objects.filter(pk__in=sibling_ids, status=DeliveryStatus.PENDING).update(**claim)
+    claimed = Delivery.objects.select_related(*RELATED).defer(*HEAVY)
+    claimed = claimed.filter(claim_token=claim["claim_token"])
+    siblings, size, excess = [], sinks.record_size(first), []
+    for sibling in claimed.exclude(pk=first.pk).order_by("pk"):
+        size += sinks.record_size(sibling)
+        (excess if size > settings.DELIVERY_BATCH_MAX_BYTES else siblings).append(sibling)
+    _release([d.pk for d in excess], claim["claim_token"], next_attempt_at=now)
+    return siblings
+
+
+def _release(ids: list[int], token, *, next_attempt_at) -> None:
+    if ids:
+        Delivery.objects.filter(pk__in=ids, claim_token=token).update(
+            status=DeliveryStatus.PENDING, claimed_at=None, next_attempt_at=next_attempt_at
+        )
+
+
+def _without_versions_in_flight(batch: list[Delivery], now) -> list[Delivery]:
+    """Put back deliveries whose reviewer's older version of the same rating is being sent by
+    another task right now: the sink must get the versions in order."""
+    waiting = []
+    for delivery in batch:
+        older_sending = Delivery.objects.filter(
+            sink=delivery.sink,
+            rating__request_id=delivery.rating.request_id,
+            rating__reviewer_id=delivery.rating.reviewer_id,
+            rating_id__lt=delivery.rating_id,
+            status=DeliveryStatus.SENDING,
+        ).exists()
+        if older_sending:
+            waiting.append(delivery)
+    if not waiting:
+        return batch
+    later = now + timedelta(seconds=IN_FLIGHT_WAIT_S)
+    _release([d.pk for d in waiting], batch[0].claim_token, next_attempt_at=later)
+    for delivery in waiting:
+        enqueue_on_commit(delivery.pk, countdown=IN_FLIGHT_WAIT_S)
+    if waiting[0] is batch[0]:
+        _release([d.pk for d in batch[1:]], batch[0].claim_token, next_attempt_at=now)
+        return []
+    return [d for d in batch if d not in waiting]
+
+
+def enqueue_on_commit(delivery_id: int, *, countdown: float = 0) -> None:
+    """`delivery_send.delay_on_commit`, but robust: if the broker is down, the error is logged
+    and the saved rating is not failed; the sweeper enqueues the delivery once it is back."""
+    from feedback.tasks import delivery_send as delivery_send_task
+
+    def enqueue() -> None:
+        delivery_send_task.apply_async((delivery_id,), countdown=countdown or None)
+
+    transaction.on_commit(enqueue, robust=True)
 
 
 def delivery_run(delivery_id: int, *, task_id: str = "") -> str:
@@ -71,18 +149,48 @@ def delivery_run(delivery_id: int, *, task_id: str = "") -> str:
     batch = delivery_claim(delivery_id)
     if not batch:
         return "skipped"
-    first = batch[0]
+    outcome = _send_and_finish(batch, task_id)
+    if outcome.kind == "failed" and len(batch) > 1 and outcome.status_code:
+        # The sink refused the batch: find the record it refuses by sending each on its own.
+        outcomes = [_send_and_finish([d], task_id, reclaim=True) for d in batch]
+        return outcomes[0].kind
+    return outcome.kind
+
+
+def _send_and_finish(batch: list[Delivery], task_id: str, *, reclaim: bool = False):
+    if reclaim:  # back from "failed" to ours, for a try of its own
+        first = batch[0]
+        first.attempts += 1
+        Delivery.objects.filter(pk=first.pk, claim_token=first.claim_token).update(
+            status=DeliveryStatus.SENDING
+        )
     started_at, clock = timezone.now(), time.monotonic()
-    deadline = clock + settings.DELIVERY_LEASE_SECONDS / 2
+    limit = min(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.DELIVERY_LEASE_SECONDS)
+    deadline = clock + limit / 2
     try:
-        outcome = _send(first, batch, deadline)
-    except Exception as exc:  # a bug must not leave the row claimed until the lease runs out
-        logger.exception("delivery %s: unexpected error", delivery_id)
+        outcome = _send(batch[0], batch, deadline)
+    except Exception as exc:  # a bug or the soft time limit must not leave the row claimed
+        logger.exception("delivery %s: unexpected error", batch[0].pk)
         outcome = sinks.Outcome("retry", None, f"Unexpected error in the app: {type(exc).__name__}")
     if not outcome.duration_ms:
         outcome.duration_ms = int((time.monotonic() - clock) * 1000)
-    _finish(batch, outcome, task_id=task_id, started_at=started_at)
-    return outcome.kind
+    _finish_retrying(batch, outcome, task_id=task_id, started_at=started_at)
+    return outcome
+
+
+def _finish_retrying(batch, outcome, **kwargs) -> None:
+    """_finish, tried again on a database error: after a successful POST, giving up here would
+    leave the row "sending" until its lease ran out, and then send it again. _finish is one
+    transaction that only touches rows holding this claim, so trying again is safe."""
+    for attempt in range(FINISH_TRIES):
+        try:
+            _finish(batch, outcome, **kwargs)
+            return
+        except OperationalError:
+            if attempt == FINISH_TRIES - 1:
+                raise
+            logger.warning("delivery %s: database error while recording; again", batch[0].pk)
+            time.sleep(0.2 * 2**attempt)
 
 
 def _send(first: Delivery, batch: list[Delivery], deadline: float) -> sinks.Outcome:
@@ -110,8 +218,11 @@ def retry_delay_s(attempts: int, retry_after_s: float | None = None) -> float:
 
 def _finish(batch: list[Delivery], outcome: sinks.Outcome, *, task_id: str, started_at) -> None:
     now = timezone.now()
-    token = batch[0].claim_token
-    ours = Delivery.objects.filter(claim_token=token, status=DeliveryStatus.SENDING)
+    ours = Delivery.objects.filter(
+        pk__in=[d.pk for d in batch],
+        claim_token=batch[0].claim_token,
+        status=DeliveryStatus.SENDING,
+    )
     with transaction.atomic():
         DeliveryAttempt.objects.bulk_create(
             DeliveryAttempt(
@@ -152,11 +263,7 @@ def _finish_unsent(delivery: Delivery, outcome: sinks.Outcome, now, row) -> None
             last_error=outcome.error,
             claimed_at=None,
         ):
-            from feedback.tasks import delivery_send as delivery_send_task
-
-            transaction.on_commit(
-                lambda: delivery_send_task.apply_async((delivery.pk,), countdown=delay)
-            )
+            enqueue_on_commit(delivery.pk, countdown=delay)
         return
     error = outcome.error
     if outcome.kind == "retry":
@@ -168,22 +275,28 @@ def _finish_unsent(delivery: Delivery, outcome: sinks.Outcome, now, row) -> None
 
 def deliveries_sweep(*, limit: int = 1000) -> int:
     """Enqueue due deliveries that nobody is working on: their message was lost (the broker
-    restarted empty) or their worker died (the lease ran out). Returns how many."""
-    from feedback.tasks import delivery_send as delivery_send_task
+    restarted empty) or their worker died (the lease ran out). Returns how many.
 
+    Each swept row's due time moves to now, so the next sweeps leave it alone for a grace
+    period instead of flooding the queue while the workers catch up.
+    """
     now = timezone.now()
     grace = timedelta(seconds=settings.DELIVERY_SWEEP_SECONDS)
-    lease_expired = now - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    stuck = Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now - grace) | Q(
-        status=DeliveryStatus.SENDING, claimed_at__lt=lease_expired
-    )
+    back = {"status": DeliveryStatus.PENDING, "claimed_at": None, "next_attempt_at": now}
+    _take_back(Delivery.objects.all(), now, **back)
     ids = list(
-        Delivery.objects.filter(stuck)
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now - grace)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
+    ids += list(
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at=now)
+        .exclude(pk__in=ids)
+        .values_list("pk", flat=True)[: max(0, limit - len(ids))]
+    )
+    Delivery.objects.filter(pk__in=ids).update(next_attempt_at=now)
     for pk in ids:
-        delivery_send_task.delay(pk)
+        enqueue_on_commit(pk)
     if ids:
         logger.info("sweeper re-enqueued %d deliveries", len(ids))
     return len(ids)

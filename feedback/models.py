@@ -137,6 +137,9 @@ class DeliveryStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Delivered"
     FAILED = "failed", "Failed"
+    # A newer version of the same reviewer's rating was made before this one went out; the
+    # newer one carries everything and is sent instead, so the sink never gets them out of order.
+    SUPERSEDED = "superseded", "Replaced by a newer version"
 
 
 class Delivery(models.Model):
@@ -147,7 +150,7 @@ class Delivery(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="deliveries")
     sink = models.CharField(max_length=24, choices=FeedbackSink.choices)
     status = models.CharField(
-        max_length=8, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
@@ -156,6 +159,9 @@ class Delivery(models.Model):
     retrying_since = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    # Claims taken back after their lease ran out (the worker died mid-send); a delivery that
+    # keeps killing workers fails instead of looping.
+    lost_claims = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
     idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # What the sink gave back that a later try or a later rating needs (MLflow assessment ids).

@@ -1,7 +1,8 @@
 """Writes for ratings: save a rating and its delivery in one transaction, then enqueue it.
 
 A rating is saved before anything is sent, so the sink being down never loses one; the task
-gets only the delivery's id, after the commit (`delay_on_commit`).
+gets only the delivery's id, after the commit (`delivery.enqueue_on_commit`: Celery's
+`delay_on_commit`, made robust so that a broker outage cannot fail a saved rating).
 """
 
 from typing import Any
@@ -88,17 +89,15 @@ def rating_create(
     or not valid. `allow_empty` lets a reviewer take everything back (a new, empty version).
     """
     check_can_rate(reviewer, turn)
+    # One writer per turn at a time: two quick clicks become two versions, in order.
+    RequestLog.objects.select_for_update().filter(pk=turn.pk).exists()
     text, documents = rating_validate(
         turn=turn,
         text_assessments=text_assessments,
         retrieval_assessments=retrieval_assessments,
         allow_empty=allow_empty,
     )
-    # Lock the reviewer's ratings of this turn, so two quick clicks become two versions in order.
-    previous = list(
-        Rating.objects.select_for_update().filter(request=turn, reviewer=reviewer, is_current=True)
-    )
-    Rating.objects.filter(pk__in=[r.pk for r in previous]).update(is_current=False)
+    Rating.objects.filter(request=turn, reviewer=reviewer, is_current=True).update(is_current=False)
     rating = Rating.objects.create(
         request=turn,
         deployment=turn.deployment,
@@ -109,6 +108,13 @@ def rating_create(
     )
     sink = turn.deployment.feedback_sink
     if sink != FeedbackSink.NONE:
+        # Older versions not sent yet are replaced by this one, which carries all of them.
+        Delivery.objects.filter(
+            rating__request=turn,
+            rating__reviewer=reviewer,
+            sink=sink,
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+        ).update(status=DeliveryStatus.SUPERSEDED, claimed_at=None)
         now = timezone.now()
         delivery = Delivery.objects.create(
             rating=rating,
@@ -132,6 +138,7 @@ def rating_text_from_form(turn: RequestLog, answers: dict[str, Any], comment: st
     return text
 
 
+@transaction.atomic
 def rating_change(
     *,
     turn: RequestLog,
@@ -143,6 +150,8 @@ def rating_change(
     """The pages' edit: a new version of the reviewer's current rating with one part replaced
     (the answer's text assessment, or one document's rating), everything else kept. Taking the
     last part back leaves an empty version, so the newest rating says "nothing"."""
+    # Read the current version under the turn's lock, so a concurrent edit is not lost.
+    RequestLog.objects.select_for_update().filter(pk=turn.pk).exists()
     current = Rating.objects.filter(request=turn, reviewer=reviewer, is_current=True).first()
     text = dict(current.text_assessment) if current else {}
     documents = list(current.retrieval_assessments) if current else []
@@ -179,9 +188,9 @@ def delivery_resend(*, delivery: Delivery) -> bool:
 
 
 def _enqueue_on_commit(delivery_id: int) -> None:
-    from feedback.tasks import delivery_send as delivery_send_task
+    from feedback.delivery import enqueue_on_commit
 
-    delivery_send_task.delay_on_commit(delivery_id)
+    enqueue_on_commit(delivery_id)
 
 
 QUESTION_FIELDS = ("name", "text", "kind", "options", "min_value", "max_value")

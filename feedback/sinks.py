@@ -17,9 +17,8 @@ from typing import Any
 
 from django.conf import settings
 
-from agents import selectors as agent_selectors
 from agents.auth import AgentAuthError, auth_headers
-from agents.models import Deployment
+from agents.models import AuthKind, Deployment, RequestLog
 from feedback import transport
 from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, QuestionKind, Rating
 from feedback.validation import questions_for
@@ -64,7 +63,10 @@ def _headers(deployment: Deployment, idempotency_key: str) -> dict[str, str] | O
     try:
         return {**auth_headers(deployment), "Idempotency-Key": idempotency_key}
     except AgentAuthError as exc:
-        return Outcome("failed", None, f"No usable credentials for the sink: {exc}")
+        # A variable that is not set needs an admin; databricks-sdk may fail for a while (its
+        # host or token refresh unreachable) and work again.
+        kind = "retry" if deployment.auth_kind == AuthKind.DATABRICKS else "failed"
+        return Outcome(kind, None, f"No usable credentials for the sink: {exc}")
 
 
 # --- Databricks feedback endpoint ----------------------------------------------------------------
@@ -84,14 +86,22 @@ def databricks_record(rating: Rating, *, as_json_strings: bool) -> dict[str, Any
     return record
 
 
+def record_size(delivery: Delivery) -> int:
+    """About how many bytes the delivery's record adds to a POST."""
+    record = databricks_record(delivery.rating, as_json_strings=False)
+    return len(json.dumps(record, ensure_ascii=False).encode())
+
+
 def send_databricks(deployment: Deployment, deliveries: list[Delivery]) -> Outcome:
     key = str(deliveries[0].idempotency_key) if len(deliveries) == 1 else _batch_key(deliveries)
     headers = _headers(deployment, key)
     if isinstance(headers, Outcome):
         return headers
+    # Oldest rating first, so that a sink reading them in order keeps the newest version.
+    ordered = sorted(deliveries, key=lambda d: (d.rating.created_at, d.rating_id))
     records = [
         databricks_record(d.rating, as_json_strings=deployment.feedback_json_strings)
-        for d in deliveries
+        for d in ordered
     ]
     return _post(deployment.feedback_endpoint, {"dataframe_records": records}, headers)
 
@@ -184,25 +194,29 @@ def _previous_assessment_ids(rating: Rating) -> dict[str, str]:
 def send_mlflow(delivery: Delivery, *, deadline: float) -> Outcome:
     """Post the rating's assessments not yet created (a retry skips those that were)."""
     rating, deployment = delivery.rating, delivery.deployment
-    trace = agent_selectors.trace_normalized(rating.request.databricks_request_id)
-    if trace is None or not trace.trace_id:
+    trace_id = trace_id_of(rating.request_id)
+    if not trace_id:
         return Outcome("failed", None, "This answer has no MLflow trace id to attach to.")
     headers = _headers(deployment, str(delivery.idempotency_key))
     if isinstance(headers, Outcome):
         return headers
     base = deployment.feedback_endpoint.rstrip("/")
-    url = f"{base}/api/3.0/mlflow/traces/{trace.trace_id}/assessments"
+    url = f"{base}/api/3.0/mlflow/traces/{trace_id}/assessments"
     created: dict[str, str] = dict(delivery.sink_state.get("assessment_ids", {}))
     overridden = _previous_assessment_ids(rating)
     outcome, total_ms = Outcome("sent", None), 0
-    for key, assessment in mlflow_assessments(rating, trace.trace_id):
+    for key, assessment in mlflow_assessments(rating, trace_id):
         if key in created:
             continue
         if time.monotonic() > deadline:  # stay inside the claim's lease; the rest comes next try
             return Outcome("retry", outcome.status_code, "Stopped early to keep within the lease.")
         if overridden.get(key):
             assessment["overrides"] = overridden[key]
-        outcome = _post(url, {"assessment": assessment}, headers)
+        # One key per assessment: a sink that honours keys keeps each post apart.
+        key_header = uuid.uuid5(delivery.idempotency_key, key)
+        outcome = _post(
+            url, {"assessment": assessment}, {**headers, "Idempotency-Key": str(key_header)}
+        )
         total_ms += outcome.duration_ms
         if outcome.kind != "sent":
             break
@@ -212,6 +226,17 @@ def send_mlflow(delivery: Delivery, *, deadline: float) -> Outcome:
         Delivery.objects.filter(pk=delivery.pk).update(sink_state=delivery.sink_state)
     outcome.duration_ms = total_ms
     return outcome
+
+
+def trace_id_of(request_pk: int) -> str:
+    """The turn's MLflow trace id, read from the trace's `info` without loading the (possibly
+    tens of MB) trace: `trace_id` in MLflow 3, `request_id` in MLflow 2."""
+    ids = (
+        RequestLog.objects.filter(pk=request_pk)
+        .values_list("trace__info__trace_id", "trace__info__request_id")
+        .first()
+    )
+    return next((str(i) for i in ids or () if isinstance(i, str) and i), "")
 
 
 def parse_assessment_id(text: str) -> str:

@@ -6,11 +6,22 @@ or claimed by a live task, and does nothing.
 """
 
 from celery import shared_task
+from django.db import OperationalError
 
 from feedback import delivery
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+# A database hiccup while claiming (a lock timeout, a dropped connection) is retried soon
+# rather than left to the sweeper; the claim makes the retry harmless.
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=1,
+    retry_jitter=True,
+    max_retries=5,
+)
 def delivery_send(self, delivery_id: int) -> str:
     return delivery.delivery_run(delivery_id, task_id=self.request.id or "")
 

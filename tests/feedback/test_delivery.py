@@ -174,16 +174,29 @@ def test_due_ratings_of_one_deployment_go_in_one_post(demo_deployment, reviewer,
 
 
 def test_the_sweeper_enqueues_only_deliveries_nobody_is_working_on(
-    turn, reviewer, settings, monkeypatch
+    demo_deployment, reviewer, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     enqueued = []
-    monkeypatch.setattr("feedback.tasks.delivery_send.delay", enqueued.append)
-    fresh = rate(turn, reviewer).deliveries.get()
-    lost = rate(turn, reviewer, "positive").deliveries.get()
-    long_ago = timezone.now() - timedelta(seconds=settings.DELIVERY_SWEEP_SECONDS + 5)
+    monkeypatch.setattr(
+        "feedback.tasks.delivery_send.apply_async", lambda args, **kw: enqueued.append(args[0])
+    )
+    fresh, lost, crashed, sent = (
+        rate(chat_turn(demo_deployment, reviewer, message=f"Q{i}"), reviewer).deliveries.get()
+        for i in range(4)
+    )
+    long_ago = timezone.now() - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS + 5)
     Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago)
-    assert delivery.deliveries_sweep() == 1
-    assert enqueued == [lost.pk]
+    Delivery.objects.filter(pk=crashed.pk).update(status="sending", claimed_at=long_ago)
+    Delivery.objects.filter(pk=sent.pk).update(status="sent", next_attempt_at=long_ago)
+    enqueued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.deliveries_sweep() == 2
+    assert sorted(enqueued) == sorted([lost.pk, crashed.pk])
+    crashed.refresh_from_db()
+    assert (crashed.status, crashed.lost_claims) == ("pending", 1)
+    # Swept rows are due "now" again, so the next sweep leaves them alone for a while.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.deliveries_sweep() == 0
     assert fresh.pk not in enqueued
 
 
@@ -224,3 +237,94 @@ def test_mlflow_assessments_carry_every_part_of_the_rating(turn, reviewer):
     )
     assert doc["metadata"]["position"] == "0"
     assert all(a["trace_id"] == "tr-abc" for a in items.values())
+
+
+def test_a_newer_version_replaces_an_older_one_not_sent_yet(turn, reviewer, fake_sink):
+    fake_sink.answers = [SinkResponse(503, "busy", None)]
+    old = rate(turn, reviewer, "negative").deliveries.get()
+    assert delivery.delivery_run(old.pk) == "retry"  # waiting for its retry
+    new = rate(turn, reviewer, "positive").deliveries.get()
+    old.refresh_from_db()
+    assert old.status == "superseded"
+    Delivery.objects.filter(pk=old.pk).update(next_attempt_at=timezone.now())
+    assert delivery.delivery_run(old.pk) == "skipped"  # its retry message does nothing
+    assert delivery.delivery_run(new.pk) == "sent"
+    sent = fake_sink.posts[-1]["body"]["dataframe_records"][0]["text_assessments"]
+    assert sent == [{"ratings": {"answer_correct": {"value": "positive"}}}]
+
+
+def test_a_newer_version_waits_while_an_older_one_is_being_sent(
+    turn, reviewer, fake_sink, django_capture_on_commit_callbacks
+):
+    old = rate(turn, reviewer, "negative").deliveries.get()
+    Delivery.objects.filter(pk=old.pk).update(status="sending", claimed_at=timezone.now())
+    new = rate(turn, reviewer, "positive").deliveries.get()
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert delivery.delivery_run(new.pk) == "skipped"
+    new.refresh_from_db()
+    assert new.status == "pending" and new.next_attempt_at > timezone.now()
+    assert len(callbacks) == 1 and fake_sink.posts == []
+
+
+def test_a_batch_the_sink_refuses_is_sent_record_by_record(demo_deployment, reviewer, fake_sink):
+    turns = [chat_turn(demo_deployment, reviewer, message=f"Question {i}") for i in range(3)]
+    deliveries = [rate(t, reviewer).deliveries.get() for t in turns]
+    fake_sink.answers = [
+        SinkResponse(400, "record 1 is bad", None),  # the batch of 3
+        SinkResponse(200, "ok", None),
+        SinkResponse(400, "this one is bad", None),
+        SinkResponse(200, "ok", None),
+    ]
+    assert delivery.delivery_run(deliveries[0].pk) == "sent"
+    assert [len(p["body"]["dataframe_records"]) for p in fake_sink.posts] == [3, 1, 1, 1]
+    statuses = [Delivery.objects.get(pk=d.pk).status for d in deliveries]
+    assert statuses == ["sent", "failed", "sent"]
+    assert Delivery.objects.get(pk=deliveries[1].pk).last_error == "HTTP 400: this one is bad"
+
+
+def test_an_unexpected_error_is_retried_not_left_claimed(turn, reviewer, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("feedback.sinks.send_databricks", broken)
+    d = rate(turn, reviewer).deliveries.get()
+    assert delivery.delivery_run(d.pk) == "retry"
+    d.refresh_from_db()
+    assert d.status == "pending" and "RuntimeError" in d.last_error
+
+
+def test_a_task_whose_claim_was_taken_over_changes_nothing(turn, reviewer, fake_sink):
+    d = rate(turn, reviewer).deliveries.get()
+    batch = delivery.delivery_claim(d.pk)
+    Delivery.objects.filter(pk=d.pk).update(claim_token=None, status="sent")  # another won
+    delivery._finish(
+        batch, sinks.Outcome("failed", 400, "late"), task_id="", started_at=timezone.now()
+    )
+    d.refresh_from_db()
+    assert (d.status, d.last_error) == ("sent", "")
+
+
+def test_a_delivery_that_keeps_killing_workers_fails(turn, reviewer, fake_sink, settings):
+    d = rate(turn, reviewer).deliveries.get()
+    expired = timezone.now() - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS + 1)
+    Delivery.objects.filter(pk=d.pk).update(status="sending", claimed_at=expired, lost_claims=3)
+    assert delivery.delivery_run(d.pk) == "skipped"
+    d.refresh_from_db()
+    assert d.status == "failed" and "worker died" in d.last_error
+    assert fake_sink.posts == []
+
+
+def test_missing_credentials_fail_and_sdk_trouble_is_retried(turn, reviewer, fake_sink):
+    deployment = turn.deployment
+    deployment.auth_kind, deployment.auth_env_var = "env_token", "NO_SUCH_TOKEN_VARIABLE"
+    deployment.save()
+    d = rate(turn, reviewer).deliveries.get()
+    assert delivery.delivery_run(d.pk) == "failed"
+    d.refresh_from_db()
+    assert "NO_SUCH_TOKEN_VARIABLE is not set" in d.last_error
+    deployment.auth_kind, deployment.auth_env_var = "databricks", ""
+    deployment.databricks_profile = "no-such-profile"
+    deployment.save()
+    d2 = rate(turn, reviewer, "positive").deliveries.get()
+    assert delivery.delivery_run(d2.pk) == "retry"
+    assert fake_sink.posts == []

@@ -14,7 +14,6 @@ from django.db import connection
 from feedback import services
 from feedback.models import Delivery, DeliveryAttempt
 from feedback.tasks import deliveries_sweep, delivery_send
-from tests.conftest import require_server
 from tests.feedback.conftest import chat_turn, retriever_span_id
 from tests.support.demo_agent import REPO_ROOT, run_demo_agent
 
@@ -170,7 +169,7 @@ def test_the_sweeper_delivers_a_rating_whose_message_was_lost(
     settings.DELIVERY_SWEEP_SECONDS = 1
     turn = chat_turn(demo_deployment, reviewer)
     with monkeypatch.context() as patched:  # the broker loses the message (restarted empty)
-        patched.setattr(delivery_send, "delay_on_commit", lambda *args: None)
+        patched.setattr(delivery_send, "apply_async", lambda *args, **kwargs: None)
         pk = thumbs_down(turn, reviewer).deliveries.get().pk
     time.sleep(1.5)
     assert Delivery.objects.get(pk=pk).status == "pending"
@@ -181,10 +180,16 @@ def test_the_sweeper_delivers_a_rating_whose_message_was_lost(
 
 def _start_worker(redis_url: str, tmp_path: Path, name: str) -> subprocess.Popen:
     db = connection.settings_dict
+    if connection.vendor == "sqlite":  # the suite's SQLite test database is a file
+        database_url = f"sqlite:///{db['NAME']}"
+    else:
+        database_url = (
+            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
+            f"{db['PORT'] or 5432}/{db['NAME']}"
+        )
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": redis_url,
         "DELIVERY_LEASE_SECONDS": "3",
         "DELIVERY_TIMEOUT_SECONDS": "2",
@@ -209,11 +214,8 @@ def _start_worker(redis_url: str, tmp_path: Path, name: str) -> subprocess.Popen
 def test_a_worker_killed_in_the_middle_of_a_send_still_delivers(
     redis_url, transactional_db, demo_agent, demo_deployment, reviewer, settings, tmp_path
 ):
-    require_server(
-        connection.vendor == "postgresql",
-        "PostgreSQL as the test database (DATABASE_URL=postgres://...): a worker in another "
-        "process must see the test's rows",
-    )
+    # A worker in another process must see the test's rows: PostgreSQL, or SQLite in a file.
+    assert connection.vendor == "postgresql" or not connection.is_in_memory_db()
     from reviewapp.celery import app
 
     settings.DELIVERY_LEASE_SECONDS, settings.DELIVERY_TIMEOUT_SECONDS = 3, 2
