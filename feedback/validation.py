@@ -6,17 +6,22 @@ raise ValidationError with every problem found, each naming where it is.
 """
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from agents.trace_values import hex_span_id
 from agents.traces import NormalizedTrace
 from feedback.models import CHUNK_RELEVANCE, Question, QuestionKind
 
 THUMBS_VALUES = ("positive", "negative")
 MAX_TEXT_CHARS = 20_000
 MAX_RATIONALE_CHARS = 5_000
+MAX_DOCUMENT_RATINGS = 1_000
+MAX_ERRORS = 20  # a list with thousands of bad items gets the first few messages, not 4 MB
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 
 DEFAULT_QUESTION = {
     "name": "answer_correct",
@@ -40,7 +45,11 @@ def questions_for(deployment) -> list[Question]:
 class RetrieverSpan:
     span_id: str
     name: str
-    document_count: int
+    positions: frozenset[int]  # a retriever's output may hold non-documents between them
+
+    @property
+    def document_count(self) -> int:
+        return len(self.positions)
 
 
 def retriever_spans(trace: NormalizedTrace | None) -> dict[str, RetrieverSpan]:
@@ -48,7 +57,9 @@ def retriever_spans(trace: NormalizedTrace | None) -> dict[str, RetrieverSpan]:
     if trace is None:
         return {}
     return {
-        span.span_id: RetrieverSpan(span.span_id, span.name, len(span.documents))
+        span.span_id: RetrieverSpan(
+            span.span_id, span.name, frozenset(d.position for d in span.documents)
+        )
         for span in trace.iter_spans()
         if span.documents is not None
     }
@@ -71,15 +82,15 @@ def clean_value(question: Question, value: Any) -> str:
     if question.kind == QuestionKind.NUMERIC:
         number = value
         if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                raise ValueError("must be a number") from None
+            if not _NUMBER.fullmatch(value):
+                raise ValueError("must be a number")
+            number = float(value)
         if not _is_number(number):
             raise ValueError("must be a number")
         if not question.min_value <= number <= question.max_value:
             raise ValueError(f"must be between {question.min_value:g} and {question.max_value:g}")
-        return f"{float(number):g}"
+        number = float(number)
+        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty text")
     if len(value) > MAX_TEXT_CHARS:
@@ -149,6 +160,9 @@ def clean_text_assessment(questions: list[Question], data: Any) -> dict:
         text = _optional_text(data.get(field), field, errors)
         if text:
             cleaned[field] = text
+    step_id = _optional_text(data.get("step_id"), "step_id", errors, limit=128)
+    if step_id:
+        cleaned["step_id"] = step_id  # kept as given: it names the rated step, if any
     if errors:
         raise ValidationError(errors)
     return cleaned
@@ -158,6 +172,10 @@ def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> l
     """[{position, step_id, ratings {chunk_relevance}, free_text_comment?}], one per document."""
     if not isinstance(data, list):
         raise ValidationError("retrieval_assessments must be a list.")
+    if len(data) > MAX_DOCUMENT_RATINGS:
+        raise ValidationError(
+            f"retrieval_assessments has {len(data):,} items; at most {MAX_DOCUMENT_RATINGS:,}."
+        )
     errors: list[str] = []
     cleaned, seen = [], set()
     for i, item in enumerate(data):
@@ -176,10 +194,11 @@ def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> l
         if isinstance(position, bool) or not isinstance(position, int):
             errors.append(f"{where}.position must be a whole number (the document's index).")
             continue
-        if not 0 <= position < span.document_count:
+        if position not in span.positions:
             errors.append(
-                f"{where}.position {position} is outside the {span.document_count} document(s) "
-                f"that span {span.span_id} retrieved (0 to {span.document_count - 1})."
+                f"{where}.position {position} is not one of the {span.document_count} "
+                f"document(s) that span {span.span_id} retrieved "
+                f"(positions {_ranges(span.positions)})."
             )
             continue
         if (span.span_id, position) in seen:
@@ -190,8 +209,16 @@ def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> l
         if out is not None:
             cleaned.append({"position": position, "step_id": span.span_id, **out})
     if errors:
-        raise ValidationError(errors)
+        more = len(errors) - MAX_ERRORS
+        raise ValidationError(errors[:MAX_ERRORS] + ([f"… and {more} more."] if more > 0 else []))
     return cleaned
+
+
+def _ranges(positions: frozenset[int]) -> str:
+    ordered = sorted(positions)
+    if ordered == list(range(len(ordered))):
+        return f"0 to {len(ordered) - 1}" if ordered else "none"
+    return ", ".join(map(str, ordered[:20])) + ("…" if len(ordered) > 20 else "")
 
 
 def _retriever_span(spans, step_id: Any, where: str, errors: list[str]) -> RetrieverSpan | None:
@@ -203,7 +230,10 @@ def _retriever_span(spans, step_id: Any, where: str, errors: list[str]) -> Retri
             return next(iter(spans.values()))
         errors.append(f"{where}.step_id is needed: the trace has {len(spans)} retriever spans.")
         return None
-    span = spans.get(str(step_id).lower().removeprefix("0x"))
+    try:  # as shown here (hex), or as MLflow writes it in the trace JSON (0x-hex, base64)
+        span = spans.get(hex_span_id(step_id) or "")
+    except (ValueError, TypeError):
+        span = None
     if span is None:
         errors.append(
             f"{where}.step_id {step_id!r} is not a retriever span of this answer's trace "
@@ -230,6 +260,14 @@ def _clean_document_rating(item: dict, where: str, errors: list[str]) -> dict | 
             errors.append(f'{where}.ratings.{CHUNK_RELEVANCE} must be "positive" or "negative".')
             return None
         out["ratings"] = {CHUNK_RELEVANCE: {"value": value}}
+        rationale = _optional_text(
+            ratings[CHUNK_RELEVANCE].get("rationale"),
+            f"{where}.ratings.{CHUNK_RELEVANCE}.rationale",
+            errors,
+            MAX_RATIONALE_CHARS,
+        )
+        if rationale:
+            out["ratings"][CHUNK_RELEVANCE]["rationale"] = rationale
     comment = _optional_text(item.get("free_text_comment"), f"{where}.free_text_comment", errors)
     if comment:
         out["free_text_comment"] = comment

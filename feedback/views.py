@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -53,6 +53,11 @@ def document_rate(
 ) -> HttpResponse:
     """One retrieved document: relevant or not, and an optional comment."""
     turn = _get_turn_to_rate(request, request_id)
+    trace = agent_selectors.trace_normalized(turn.databricks_request_id)
+    span = trace.find(span_id) if trace else None
+    if span is None or span.documents is None:
+        raise Http404("No such retriever span in this answer's trace.")
+    span_id = span.span_id  # the stored form, whatever form the URL used
     relevance = request.POST.get("relevance", "")
     comment = request.POST.get("comment", "")
     document: dict | None = {"step_id": span_id, "position": position}

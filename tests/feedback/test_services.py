@@ -54,7 +54,7 @@ def test_a_document_rating_needs_a_real_document(turn, reviewer):
     )
     assert ok.retrieval_assessments[0]["step_id"] == span_id
     for bad, message in [
-        ({"position": 3, "step_id": span_id}, "outside the 3 document(s)"),
+        ({"position": 3, "step_id": span_id}, "is not one of the 3 document(s)"),
         ({"position": 0, "step_id": "0123456789abcdef"}, "is not a retriever span"),
         ({"position": "0", "step_id": span_id}, "whole number"),
     ]:
@@ -193,3 +193,62 @@ def test_a_deployment_without_a_sink_keeps_ratings_without_a_delivery(turn, revi
     turn.deployment.save(update_fields=["feedback_sink"])
     rating = services.rating_create(turn=turn, reviewer=reviewer, text_assessments=THUMBS_DOWN)
     assert rating.pk and not Delivery.objects.exists()
+
+
+def test_odd_inputs_are_refused_or_kept_exactly(turn, reviewer):
+    deployment = turn.deployment
+    score = Question(
+        deployment=deployment,
+        name="score",
+        text="Score?",
+        kind="numeric",
+        min_value=0,
+        max_value=10_000_000,
+    )
+    score.full_clean()
+    score.save()
+    deployment._questions_cache = None
+    for bad in (float("nan"), float("inf"), "1_000", "ten", True):
+        with pytest.raises(ValidationError, match="must be a number"):
+            services.rating_create(
+                turn=turn,
+                reviewer=reviewer,
+                text_assessments=[{"ratings": {"score": {"value": bad}}}],
+            )
+    rating = services.rating_create(
+        turn=turn, reviewer=reviewer, text_assessments=[{"ratings": {"score": {"value": 1234567}}}]
+    )
+    assert rating.text_assessment["ratings"]["score"] == {"value": "1234567"}
+    span_id = retriever_span_id(turn)
+    too_many = [{"position": 0, "step_id": span_id}] * 1001
+    with pytest.raises(ValidationError, match="at most 1,000"):
+        services.rating_create(turn=turn, reviewer=reviewer, retrieval_assessments=too_many)
+    many_bad = [{"position": 0, "step_id": "ffffffffffffffff"}] * 500
+    with pytest.raises(ValidationError) as caught:
+        services.rating_create(turn=turn, reviewer=reviewer, retrieval_assessments=many_bad)
+    assert len(caught.value.messages) <= 21 and "and 480 more" in caught.value.messages[-1]
+
+
+def test_a_step_id_may_be_given_as_mlflow_writes_it(turn, reviewer):
+    import base64
+
+    span_id = retriever_span_id(turn)
+    as_base64 = base64.b64encode(bytes.fromhex(span_id)).decode()
+    rating = services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        retrieval_assessments=[
+            {
+                "position": 0,
+                "step_id": as_base64,
+                "ratings": {"chunk_relevance": {"value": "positive", "rationale": "On topic"}},
+            },
+        ],
+    )
+    assert rating.retrieval_assessments == [
+        {
+            "position": 0,
+            "step_id": span_id,
+            "ratings": {"chunk_relevance": {"value": "positive", "rationale": "On topic"}},
+        }
+    ]
