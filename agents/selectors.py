@@ -134,7 +134,8 @@ def request_list(
 
 
 def conversation_turns(conversation: Conversation) -> QuerySet[RequestLog]:
-    return _without_heavy_columns(conversation.turns.all()).order_by("created_at")
+    turns = conversation.turns.select_related("deployment")
+    return _without_heavy_columns(turns).order_by("created_at")
 
 
 @lru_cache(maxsize=8)  # a 50,000-span trace takes tens of MB once normalized

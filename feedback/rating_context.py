@@ -24,9 +24,15 @@ def _status(turn: RequestLog, rating: Rating | None) -> dict[str, Any]:
 
 
 def rating_bar_context(
-    turn: RequestLog, user, *, errors: list[str] | None = None, posted: dict | None = None
+    turn: RequestLog,
+    user,
+    *,
+    errors: list[str] | None = None,
+    posted: dict | None = None,
+    rating: Rating | bool | None = False,
 ) -> dict[str, Any]:
-    rating = selectors.rating_current(turn, user)
+    if rating is False:
+        rating = selectors.rating_current(turn, user)
     text = posted if posted is not None else (rating.text_assessment if rating else {})
     given = text.get("ratings", {})
     questions = [
@@ -39,7 +45,6 @@ def rating_bar_context(
         "comment": text.get("free_text_comment", ""),
         "suggested_output": text.get("suggested_output", ""),
         "errors": errors or [],
-        "rated_documents": len(rating.retrieval_assessments) if rating else 0,
         **_status(turn, rating),
     }
 

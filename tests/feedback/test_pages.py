@@ -82,16 +82,15 @@ def test_a_document_is_rated_from_the_span_detail(client, turn, reviewer):
     assert Rating.objects.get(is_current=True).retrieval_assessments == []
     missing = f"/requests/{turn.databricks_request_id}/spans/{span_id}/documents/7/rating/"
     html = client.post(missing, {"relevance": "positive"}, **HTMX).content.decode()
-    assert "outside the 3 document(s)" in html
+    assert "is not one of the 3 document(s)" in html
 
 
 def test_stakeholders_cannot_rate(client, demo_deployment, stakeholder):
     turn = chat_turn(demo_deployment, stakeholder)
     client.force_login(stakeholder)
     assert client.post(rate_url(turn), {"q_answer_correct": "positive"}).status_code == 403
-    assert client.post("/requests/nope/rating/", {"q_answer_correct": "positive"}).status_code in (
-        403,
-        404,
+    assert (
+        client.post("/requests/nope/rating/", {"q_answer_correct": "positive"}).status_code == 403
     )
     assert not Rating.objects.exists()
 
@@ -122,15 +121,89 @@ def test_the_deliveries_page_filters_and_sends_failed_ones_again(
     assert (delivery.status, delivery.last_error) == ("pending", "")
 
 
-def test_the_deployments_page_counts_ratings_and_deliveries(client, turn, reviewer, admin_user):
-    for value in ("negative", "positive"):  # two versions: one current rating
+def test_the_deployments_page_counts_ratings_and_deliveries(
+    client, turn, reviewer, admin_user, demo_deployment
+):
+    other = chat_turn(demo_deployment, reviewer, message="Another question")
+    for rated, value in ((turn, "negative"), (turn, "positive"), (other, "positive")):
         services.rating_create(
-            turn=turn,
+            turn=rated,
             reviewer=reviewer,
             text_assessments=[{"ratings": {"answer_correct": {"value": value}}}],
         )
-    Delivery.objects.filter(pk=Delivery.objects.first().pk).update(status="failed")
+    Delivery.objects.filter(rating__request=other).update(status="failed")
     client.force_login(admin_user)
     html = client.get("/deployments/").content.decode()
-    assert "1 pending" in html and "1 failed" in html
+    # Two current ratings; the first version of one was replaced before it went out.
+    assert '<td class="num">2' in html
+    assert "1 pending" in html and "1 failed" in html and "1 superseded" in html
     assert f"/deliveries/?deployment={turn.deployment_id}&amp;status=failed" in html
+
+
+def test_a_reviewer_outside_a_restricted_deployment_sees_and_rates_nothing(
+    client, turn, reviewer, django_user_model, admin_user
+):
+    from django.contrib.auth.models import Group
+
+    outsider = django_user_model.objects.create_user("otto", "otto@example.com", "pw-otto-1")
+    outsider.groups.add(Group.objects.get(name="reviewer"))
+    turn.deployment.allowed_users.set([reviewer])
+    client.force_login(outsider)
+    rid = turn.databricks_request_id
+    span_id = retriever_span_id(turn)
+    assert client.post(rate_url(turn), {"q_answer_correct": "positive"}).status_code == 404
+    assert client.get(f"{rate_url(turn)}status/").status_code == 404
+    doc = f"/requests/{rid}/spans/{span_id}/documents/0/rating/"
+    assert client.post(doc, {"relevance": "positive"}).status_code == 404
+    assert not Rating.objects.exists()
+
+
+def test_rating_posts_need_the_csrf_token(turn, reviewer):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+    assert client.post(rate_url(turn), {"q_answer_correct": "positive"}).status_code == 403
+    assert not Rating.objects.exists()
+
+
+def test_a_sinks_error_text_is_shown_escaped(client, turn, reviewer, admin_user):
+    rating = services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessments=[{"ratings": {"answer_correct": {"value": "negative"}}}],
+    )
+    Delivery.objects.filter(rating=rating).update(
+        status="failed", attempts=1, last_error='HTTP 400: <script>alert("x")</script>'
+    )
+    client.force_login(admin_user)
+    page = client.get("/deliveries/").content.decode()
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+    client.force_login(reviewer)
+    bar = client.get(f"{rate_url(turn)}status/").content.decode()
+    assert "<script>alert" not in bar and "&lt;script&gt;" in bar
+
+
+def test_the_chat_page_reads_ratings_once_not_per_answer(client, demo_deployment, reviewer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agents import chat
+
+    conversation = chat.conversation_create(deployment=demo_deployment, user=reviewer)
+    client.force_login(reviewer)
+    counts = []
+    for turns in (2, 6):
+        while conversation.turns.count() < turns:
+            chat.chat_turn(
+                deployment=demo_deployment,
+                user=reviewer,
+                conversation=conversation,
+                message="What is MLflow?",
+                custom_inputs={},
+            )
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(f"/chat/{demo_deployment.pk}/?c={conversation.pk}")
+        assert page.content.decode().count('class="rating-bar') == turns
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
