@@ -19,6 +19,19 @@ pytest_plugins = ["tests.support.demo_agent", "tests.support.mlflow_server"]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """SQLite tests use a file, not Django's in-memory database: there, a table lock makes
+    another thread (the live server, an in-process worker) fail at once with "database table is
+    locked" instead of waiting as the app's own file database does."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        name = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(name)
+
+
 def require_server(available: bool, what: str) -> None:
     """Skip outside CI when a real server is missing; fail under CI, where it must be there."""
     if available:
