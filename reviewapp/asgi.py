@@ -11,6 +11,8 @@ from pathlib import Path
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+# Read by the settings: under ASGI, PostgreSQL connections come from a pool (see there).
+os.environ.setdefault("REVIEWAPP_SERVER", "asgi")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402  (settings are ready only after the line above)

@@ -5,6 +5,7 @@ The only defaults are the embedded ones `make run` needs on a fresh machine (an 
 filesystem broker under var/), and those are stated in the README.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -104,6 +105,14 @@ def _database_from_env() -> dict:
         raise ImproperlyConfigured(
             f"DATABASE_URL={url!r} names an unsupported database: use postgres:// or sqlite:///."
         )
+    if engine == "django.db.backends.postgresql" and os.environ.get("REVIEWAPP_SERVER") == "asgi":
+        # Under ASGI every request may run in a thread of its own, so persistent connections
+        # are never reused and pile up until PostgreSQL refuses more ("too many clients").
+        # psycopg's pool hands each request a connection and takes it back after.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 8, minimum=1)}
+        }
     if engine == "django.db.backends.sqlite3":
         if config["NAME"] and config["NAME"] != ":memory:":
             Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +230,9 @@ DELIVERY_SWEEP_SECONDS = env_int("DELIVERY_SWEEP_SECONDS", 60, minimum=1)
 DELIVERY_TIMEOUT_SECONDS = env_int("DELIVERY_TIMEOUT_SECONDS", 30, minimum=1, maximum=120)
 DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 100, minimum=1, maximum=1000)
 DELIVERY_BATCH_MAX_BYTES = env_int("DELIVERY_BATCH_MAX_BYTES", 4_000_000, minimum=10_000)
+# How long one task goes on sending a deployment's backlog, batch after batch (well inside the
+# task's soft time limit).
+DELIVERY_DRAIN_SECONDS = env_int("DELIVERY_DRAIN_SECONDS", 20, minimum=0, maximum=60)
 if DELIVERY_LEASE_SECONDS <= DELIVERY_TIMEOUT_SECONDS:
     raise ImproperlyConfigured(
         f"DELIVERY_LEASE_SECONDS={DELIVERY_LEASE_SECONDS} must be longer than "

@@ -100,3 +100,31 @@ def test_the_key_generated_by_make_setup_is_used_when_none_is_set(tmp_path):
     (tmp_path / "secret-key").write_text("g" * 50 + "\n")
     result = start_up(tmp_path, SECRET_KEY="<unset>")
     assert result.returncode == 0, result.stderr
+
+
+def test_under_asgi_postgresql_connections_come_from_a_pool(tmp_path):
+    """Persistent connections pile up under ASGI (one per request thread) until PostgreSQL
+    refuses more; the ASGI entry point makes the settings use psycopg's pool instead."""
+    from tests.conftest import require_server
+
+    url = os.environ.get("DATABASE_URL", "")
+    require_server(url.startswith("postgres"), "PostgreSQL (DATABASE_URL=postgres://...)")
+    code = (
+        "import reviewapp.asgi\n"
+        "from django.db import connection\n"
+        "connection.ensure_connection()\n"
+        "with connection.cursor() as c: c.execute('SELECT 1')\n"
+        "print(connection.settings_dict['CONN_MAX_AGE'], connection.pool.max_size)\n"
+    )
+    environ = {**os.environ, "VAR_DIR": str(tmp_path), "SECRET_KEY": "x" * 50}
+    environ.pop("REVIEWAPP_SERVER", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "8"]
