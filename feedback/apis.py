@@ -120,8 +120,6 @@ class RequestAssessmentCreateApi(APIView):
             text_assessments=serializer.validated_data.get("text_assessments"),
             retrieval_assessments=serializer.validated_data.get("retrieval_assessments"),
         )
-        rating = Rating.objects.prefetch_related("deliveries").get(pk=rating.pk)
-        rating.request = turn
         return Response(RatingOutputSerializer(rating).data, status=status.HTTP_201_CREATED)
 
 

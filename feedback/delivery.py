@@ -66,7 +66,11 @@ def delivery_claim(delivery_id: int) -> list[Delivery]:
     claim = _claim_fields(now, token)
     mine = Delivery.objects.filter(pk=delivery_id)
     due = Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now + CLOCK_SKEW)
-    if not mine.filter(due).update(**claim) and not _take_back(mine, now, **claim):
+    claimed = bool(mine.filter(due).update(**claim))
+    # Not due: usually a duplicate or superseded message, which one query (not three) tells.
+    if not claimed and not (
+        mine.filter(_lease_expired(now)).exists() and _take_back(mine, now, **claim)
+    ):
         return []
     batch = [Delivery.objects.select_related(*RELATED).defer(*HEAVY).get(pk=delivery_id)]
     if batch[0].sink == FeedbackSink.DATABRICKS and settings.DELIVERY_BATCH_SIZE > 1:
@@ -145,16 +149,50 @@ def enqueue_on_commit(delivery_id: int, *, countdown: float = 0) -> None:
 
 
 def delivery_run(delivery_id: int, *, task_id: str = "") -> str:
-    """Claim, send, record. Returns what happened to this delivery, for logs and tests."""
+    """Claim, send, record. Returns what happened to this delivery, for logs and tests.
+
+    After a Databricks batch went out, the task goes on with the deployment's other due
+    deliveries, batch after batch, for up to DELIVERY_DRAIN_SECONDS: a backlog (a sink that was
+    down, a busy review day) drains at the sink's pace, not at one broker message per rating.
+    The messages of the ratings it took find them sent and do nothing.
+    """
     batch = delivery_claim(delivery_id)
     if not batch:
         return "skipped"
+    kind = _deliver(batch, task_id)
+    if kind == "sent" and batch[0].sink == FeedbackSink.DATABRICKS:
+        _drain(batch[0].deployment_id, task_id)
+    return kind
+
+
+def _deliver(batch: list[Delivery], task_id: str) -> str:
     outcome = _send_and_finish(batch, task_id)
     if outcome.kind == "failed" and len(batch) > 1 and outcome.status_code:
         # The sink refused the batch: find the record it refuses by sending each on its own.
         outcomes = [_send_and_finish([d], task_id, reclaim=True) for d in batch]
         return outcomes[0].kind
     return outcome.kind
+
+
+def _drain(deployment_id: int, task_id: str) -> None:
+    stop_at = time.monotonic() + settings.DELIVERY_DRAIN_SECONDS
+    while time.monotonic() < stop_at:
+        next_id = (
+            Delivery.objects.filter(
+                deployment_id=deployment_id,
+                sink=FeedbackSink.DATABRICKS,
+                status=DeliveryStatus.PENDING,
+                next_attempt_at__lte=timezone.now(),
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if next_id is None:
+            return
+        batch = delivery_claim(next_id)
+        if batch and _deliver(batch, task_id) != "sent":
+            return  # the sink is struggling: leave the rest to their own retries
 
 
 def _send_and_finish(batch: list[Delivery], task_id: str, *, reclaim: bool = False):

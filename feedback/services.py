@@ -124,6 +124,9 @@ def rating_create(
             retrying_since=now,
         )
         _enqueue_on_commit(delivery.pk)
+        rating._prefetched_objects_cache = {"deliveries": [delivery]}  # callers show it
+    else:
+        rating._prefetched_objects_cache = {"deliveries": []}
     return rating
 
 

@@ -328,3 +328,15 @@ def test_missing_credentials_fail_and_sdk_trouble_is_retried(turn, reviewer, fak
     d2 = rate(turn, reviewer, "positive").deliveries.get()
     assert delivery.delivery_run(d2.pk) == "retry"
     assert fake_sink.posts == []
+
+
+def test_a_backlog_drains_batch_after_batch_from_one_message(
+    demo_deployment, reviewer, fake_sink, settings
+):
+    settings.DELIVERY_BATCH_SIZE = 2
+    turns = [chat_turn(demo_deployment, reviewer, message=f"Question {i}") for i in range(5)]
+    deliveries = [rate(t, reviewer).deliveries.get() for t in turns]
+    assert delivery.delivery_run(deliveries[0].pk) == "sent"
+    assert [len(p["body"]["dataframe_records"]) for p in fake_sink.posts] == [2, 2, 1]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert all(delivery.delivery_run(d.pk) == "skipped" for d in deliveries)
