@@ -113,18 +113,24 @@ def _release(ids: list[int], token, *, next_attempt_at) -> None:
 
 def _without_versions_in_flight(batch: list[Delivery], now) -> list[Delivery]:
     """Put back deliveries whose reviewer's older version of the same rating is being sent by
-    another task right now: the sink must get the versions in order."""
-    waiting = []
-    for delivery in batch:
-        older_sending = Delivery.objects.filter(
-            sink=delivery.sink,
-            rating__request_id=delivery.rating.request_id,
-            rating__reviewer_id=delivery.rating.reviewer_id,
-            rating_id__lt=delivery.rating_id,
-            status=DeliveryStatus.SENDING,
-        ).exists()
-        if older_sending:
-            waiting.append(delivery)
+    another task right now: the sink must get the versions in order. One query per batch."""
+    sending = Delivery.objects.filter(
+        sink=batch[0].sink,
+        status=DeliveryStatus.SENDING,
+        rating__request_id__in={d.rating.request_id for d in batch},
+    ).exclude(claim_token=batch[0].claim_token)
+    oldest_in_flight: dict[tuple, int] = {}
+    for request_id, reviewer_id, rating_id in sending.values_list(
+        "rating__request_id", "rating__reviewer_id", "rating_id"
+    ):
+        key = (request_id, reviewer_id)
+        oldest_in_flight[key] = min(rating_id, oldest_in_flight.get(key, rating_id))
+    waiting = [
+        d
+        for d in batch
+        if oldest_in_flight.get((d.rating.request_id, d.rating.reviewer_id), d.rating_id)
+        < d.rating_id
+    ]
     if not waiting:
         return batch
     later = now + timedelta(seconds=IN_FLIGHT_WAIT_S)

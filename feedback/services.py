@@ -124,10 +124,15 @@ def rating_create(
             retrying_since=now,
         )
         _enqueue_on_commit(delivery.pk)
-        rating._prefetched_objects_cache = {"deliveries": [delivery]}  # callers show it
-    else:
-        rating._prefetched_objects_cache = {"deliveries": []}
+    _remember_deliveries(rating, [delivery] if sink != FeedbackSink.NONE else [])
     return rating
+
+
+def _remember_deliveries(rating: Rating, deliveries: list[Delivery]) -> None:
+    """As prefetch_related("deliveries") would: callers show the delivery without a query."""
+    known = rating.deliveries.all()
+    known._result_cache, known._prefetch_done = deliveries, True
+    rating._prefetched_objects_cache = {"deliveries": known}
 
 
 def rating_text_from_form(turn: RequestLog, answers: dict[str, Any], comment: str, better: str):
