@@ -188,5 +188,4 @@ class DeploymentQuestionsApi(APIView):
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise serializers.ValidationError({"questions": ["Send a list of question objects."]})
         services.questions_replace(deployment=deployment, items=items)
-        deployment._questions_cache = None
         return Response({"questions": [_question_dict(q) for q in questions_for(deployment)]})

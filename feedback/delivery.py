@@ -23,8 +23,6 @@ from feedback.models import Delivery, DeliveryAttempt, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(seconds=1)  # a retry message may arrive a little before its due time
-
-
 MAX_LOST_CLAIMS = 3  # a delivery whose sending killed its worker this often fails instead
 IN_FLIGHT_WAIT_S = 5  # how long a newer version waits for an older one being sent right now
 RELATED = ("rating__request", "rating__deployment", "deployment")
@@ -325,18 +323,14 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
     period instead of flooding the queue while the workers catch up.
     """
     now = timezone.now()
-    grace = timedelta(seconds=settings.DELIVERY_SWEEP_SECONDS)
-    back = {"status": DeliveryStatus.PENDING, "claimed_at": None, "next_attempt_at": now}
+    overdue = now - timedelta(seconds=settings.DELIVERY_SWEEP_SECONDS)
+    # Taken back as pending and overdue, so the query below picks them up with the lost ones.
+    back = {"status": DeliveryStatus.PENDING, "claimed_at": None, "next_attempt_at": overdue}
     _take_back(Delivery.objects.all(), now, **back)
     ids = list(
-        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now - grace)
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=overdue)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
-    )
-    ids += list(
-        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at=now)
-        .exclude(pk__in=ids)
-        .values_list("pk", flat=True)[: max(0, limit - len(ids))]
     )
     Delivery.objects.filter(pk__in=ids).update(next_attempt_at=now)
     for pk in ids:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents.models import FeedbackSink, RequestLog
+from feedback.delivery import enqueue_on_commit
 from feedback.models import Delivery, DeliveryStatus, Question, Rating
 from feedback.validation import (
     clean_retrieval_assessments,
@@ -106,7 +107,7 @@ def rating_create(
         text_assessment=text,
         retrieval_assessments=documents,
     )
-    sink = turn.deployment.feedback_sink
+    sink, deliveries = turn.deployment.feedback_sink, []
     if sink != FeedbackSink.NONE:
         # Older versions not sent yet are replaced by this one, which carries all of them.
         Delivery.objects.filter(
@@ -123,8 +124,9 @@ def rating_create(
             next_attempt_at=now,
             retrying_since=now,
         )
-        _enqueue_on_commit(delivery.pk)
-    _remember_deliveries(rating, [delivery] if sink != FeedbackSink.NONE else [])
+        enqueue_on_commit(delivery.pk)
+        deliveries.append(delivery)
+    _remember_deliveries(rating, deliveries)
     return rating
 
 
@@ -135,7 +137,7 @@ def _remember_deliveries(rating: Rating, deliveries: list[Delivery]) -> None:
     rating._prefetched_objects_cache = {"deliveries": known}
 
 
-def rating_text_from_form(turn: RequestLog, answers: dict[str, Any], comment: str, better: str):
+def rating_text_from_form(answers: dict[str, Any], comment: str, better: str) -> dict:
     """The answer form's fields as a text assessment (empty answers left out)."""
     ratings = {name: {"value": value} for name, value in answers.items() if value not in ("", None)}
     text: dict[str, Any] = {"ratings": ratings}
@@ -181,7 +183,7 @@ def rating_change(
 
 
 def delivery_resend(*, delivery: Delivery) -> bool:
-    """ "Send again" for a failed delivery: pending, due now, enqueued. False if not failed."""
+    """Send a failed delivery again: pending, due now, enqueued. False if it was not failed."""
     with transaction.atomic():
         updated = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.FAILED).update(
             status=DeliveryStatus.PENDING,
@@ -191,14 +193,8 @@ def delivery_resend(*, delivery: Delivery) -> bool:
             last_error="",
         )
         if updated:
-            _enqueue_on_commit(delivery.pk)
+            enqueue_on_commit(delivery.pk)
     return bool(updated)
-
-
-def _enqueue_on_commit(delivery_id: int) -> None:
-    from feedback.delivery import enqueue_on_commit
-
-    enqueue_on_commit(delivery_id)
 
 
 QUESTION_FIELDS = ("name", "text", "kind", "options", "min_value", "max_value")

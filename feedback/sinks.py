@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -126,8 +126,8 @@ def _mlflow_value(kind: str, value: str) -> Any:
 def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[str, Any]]]:
     """(key, assessment) pairs: a feedback per answered question, an expectation for the
     suggested answer, a `chunk_relevance` feedback per rated document on its retriever span."""
-    now = datetime.fromtimestamp(rating.created_at.timestamp(), UTC)
-    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = rating.created_at.astimezone(UTC).isoformat(timespec="milliseconds")
+    stamp = stamp.replace("+00:00", "Z")
     base = {
         "trace_id": trace_id,
         "source": {"source_type": "HUMAN", "source_id": rating.source_id},

@@ -36,7 +36,7 @@ def rating_save(request: HttpRequest, request_id: str) -> HttpResponse:
     }
     comment = request.POST.get("comment", "")
     better = request.POST.get("suggested_output", "")
-    text = services.rating_text_from_form(turn, answers, comment, better)
+    text = services.rating_text_from_form(answers, comment, better)
     errors: list[str] = []
     try:
         services.rating_change(turn=turn, reviewer=request.user, text_assessment=text)

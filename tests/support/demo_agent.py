@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.servers import free_port, start_on_free_port, wait_for_health
+from tests.support.servers import free_port, running_on_free_port, stop_process, wait_for_health
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
@@ -95,13 +95,7 @@ class DemoAgent:
 
     def stop(self) -> None:
         self._client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, STOP_TIMEOUT_S)
 
 
 def flag_args(flags: dict[str, Any]) -> list[str]:
@@ -157,17 +151,16 @@ def run_demo_agent(*, extra_env: dict[str, str] | None = None, **flags: Any) -> 
     feedback_log= is given. DEMO_AGENT_* variables of this process are not passed on; give
     extra_env= to set some. It is stopped on exit.
     """
-    with tempfile.TemporaryDirectory(prefix="demo-agent-") as tmp:
-        agent = start_on_free_port(
+    with (
+        tempfile.TemporaryDirectory(prefix="demo-agent-") as tmp,
+        running_on_free_port(
             lambda attempt: _start(Path(tmp), attempt, dict(flags), extra_env),
             lambda agent: _wait_for_health(agent, STARTUP_TIMEOUT_S),
             DemoAgent.stderr,
             DemoAgentStartError,
-        )
-        try:
-            yield agent
-        finally:
-            agent.stop()
+        ) as agent,
+    ):
+        yield agent
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.support import REPO_ROOT
-from tests.support.servers import free_port, start_on_free_port, wait_for_health
+from tests.support.servers import free_port, running_on_free_port, stop_process, wait_for_health
 
 # About 5 s on an idle 2-core machine (most of it importing mlflow); CI runners can be slower.
 STARTUP_TIMEOUT_S = 90.0
@@ -96,14 +96,8 @@ class MlflowServer:
         return mlflow.MlflowClient(tracking_uri=self.url).get_trace(trace_id)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # The `mlflow server` CLI forwards SIGTERM to its uvicorn child and waits for it.
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        # The `mlflow server` CLI forwards SIGTERM to its uvicorn child and waits for it.
+        stop_process(self.process, STOP_TIMEOUT_S)
         # The server ran in a session of its own: end whatever is left of it (its uvicorn child).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -151,17 +145,16 @@ def run_mlflow_server() -> Iterator[MlflowServer]:
             f"{MLFLOW} is missing: install the dev requirements (pip install -r "
             "requirements-dev.txt -c constraints.txt), which pin the full mlflow."
         )
-    with tempfile.TemporaryDirectory(prefix="mlflow-server-") as tmp:
-        server = start_on_free_port(
+    with (
+        tempfile.TemporaryDirectory(prefix="mlflow-server-") as tmp,
+        running_on_free_port(
             lambda attempt: _start(Path(tmp), attempt),
             lambda server: _wait_for_health(server, STARTUP_TIMEOUT_S),
             MlflowServer.log,
             MlflowServerStartError,
-        )
-        try:
-            yield server
-        finally:
-            server.stop()
+        ) as server,
+    ):
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """What the suite's server subprocesses (demo agent, mlflow server) share: a free port, waiting
 for a health URL, and starting again when another process took the port first."""
 
+import contextlib
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import httpx
@@ -33,21 +35,36 @@ def wait_for_health(url: str, check_alive: Callable[[], None], timeout_s: float)
     return None
 
 
-def start_on_free_port(
+def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def running_on_free_port(
     start: Callable[[int], Server],
     wait: Callable[[Server], None],
     output: Callable[[Server], str],
     start_error: type[Exception],
-) -> Server:
-    """`start(attempt)` then `wait(server)`; if it failed because another process bound the
-    probed port in between, try again on a new one."""
+) -> Iterator[Server]:
+    """`start(attempt)` then `wait(server)`, yield it, and `server.stop()` on exit; if it failed
+    because another process bound the probed port in between, try again on a new one."""
     for attempt in range(START_ATTEMPTS):
         server = start(attempt)
         try:
             wait(server)
-            return server
+            break
         except start_error:
             server.stop()
             if "address already in use" not in output(server).lower() or attempt == 2:
                 raise
-    raise AssertionError("unreachable")
+    try:
+        yield server
+    finally:
+        server.stop()
