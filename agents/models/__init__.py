@@ -1,8 +1,9 @@
-from agents.models.chat import Conversation, RequestLog
+from agents.models.chat import Conversation, RequestLog, TurnKey
 from agents.models.deployment import (
     AgentSchema,
     AuthKind,
     Deployment,
+    EndpointKind,
     FeedbackSink,
     Health,
 )
@@ -12,7 +13,9 @@ __all__ = [
     "AuthKind",
     "Conversation",
     "Deployment",
+    "EndpointKind",
     "FeedbackSink",
     "Health",
     "RequestLog",
+    "TurnKey",
 ]

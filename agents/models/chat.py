@@ -58,6 +58,14 @@ class RequestLog(models.Model):
     request_raw_truncated = models.BooleanField(default=False)
     response_raw_truncated = models.BooleanField(default=False)
     trace = models.JSONField(null=True)
+    # MLflow AgentServer turns return only a trace id; the trace is read from the tracking
+    # server when first shown (and kept in `trace`).
+    mlflow_trace_id = models.CharField(max_length=128, blank=True)
+    # Tool calls, tool results and reasoning the agent returned besides its answer, for display:
+    # [{"kind": "tool_call" | "tool_result" | "reasoning", ...}] (agents/schemas).
+    output_items = models.JSONField(default=list, blank=True)
+    # A stream that was cut or stopped: `response` holds the partial answer and `error` why.
+    incomplete = models.BooleanField(default=False)
     request_metadata = models.JSONField(default=dict)
     schema_version = models.CharField(max_length=16, default="1")
     custom_inputs = models.JSONField(default=dict)
@@ -84,5 +92,25 @@ class RequestLog(models.Model):
     def has_trace(self) -> bool:
         # Lists load turns without their (possibly huge) trace and annotate `trace_present`.
         if "trace_present" in self.__dict__:
-            return self.trace_present
-        return self.trace is not None
+            return self.trace_present or bool(self.mlflow_trace_id)
+        return self.trace is not None or bool(self.mlflow_trace_id)
+
+
+class TurnKey(models.Model):
+    """The idempotency key of one chat turn: a double click or a retried POST carrying the same
+    key gets the first send's turn back instead of sending the message again."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=64)
+    turn = models.OneToOneField(
+        RequestLog, null=True, on_delete=models.CASCADE, related_name="idempotency_key"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="turn_key_unique_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -18,6 +18,14 @@ class AgentSchema(models.TextChoices):
     LEGACY_SPLIT = "legacy_split", "Legacy {query, history} → {content}"
 
 
+class EndpointKind(models.TextChoices):
+    """What serves the agent; it decides how the trace comes back (protocol.md §1.6, §2)."""
+
+    DATABRICKS = "databricks", "Databricks Model Serving (trace in databricks_output)"
+    MLFLOW_AGENT_SERVER = "mlflow_agent_server", "MLflow AgentServer (trace read from MLflow)"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible chat endpoint (no trace)"
+
+
 class FeedbackSink(models.TextChoices):
     DATABRICKS = "databricks_feedback", "Databricks feedback endpoint"
     MLFLOW = "mlflow_assessments", "MLflow assessments API"
@@ -65,8 +73,31 @@ class Deployment(models.Model):
         blank=True,
         help_text="The endpoint's page in its workspace, for people.",
     )
+    endpoint_kind = models.CharField(
+        max_length=24, choices=EndpointKind.choices, default=EndpointKind.DATABRICKS
+    )
     agent_schema = models.CharField(
         max_length=20, choices=AgentSchema.choices, default=AgentSchema.AUTO
+    )
+    detected_schema = models.CharField(
+        max_length=20,
+        choices=AgentSchema.choices,
+        blank=True,
+        help_text="With `auto`: the schema found from the endpoint's task or its first reply.",
+    )
+    streaming = models.BooleanField(
+        default=False, help_text="Ask for `stream: true` and show the answer as it is written."
+    )
+    mlflow_tracking_uri = v.HttpUrlField(
+        max_length=2000,
+        blank=True,
+        help_text="MLflow AgentServer: the tracking server its traces are logged to; the app "
+        "fetches each turn's trace from there.",
+    )
+    openai_model = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="OpenAI-compatible endpoints: the `model` to ask for (vLLM and Ollama need it).",
     )
     feedback_sink = models.CharField(
         max_length=24, choices=FeedbackSink.choices, default=FeedbackSink.NONE
@@ -135,6 +166,13 @@ class Deployment(models.Model):
         return self.display_name or self.model_at_version
 
     @property
+    def effective_schema(self) -> str:
+        """The schema turns are sent in: the chosen one, else the detected one, else `auto`."""
+        if self.agent_schema != AgentSchema.AUTO:
+            return self.agent_schema
+        return self.detected_schema or AgentSchema.AUTO
+
+    @property
     def model_at_version(self) -> str:
         return f"{self.model_name}@{self.model_version}"
 
@@ -147,6 +185,10 @@ class Deployment(models.Model):
     def clean(self) -> None:
         self._fill_derived_names()
         errors: dict[str, list[str]] = {}
+        if self.endpoint_kind == EndpointKind.MLFLOW_AGENT_SERVER and not self.mlflow_tracking_uri:
+            errors["mlflow_tracking_uri"] = [
+                "An AgentServer's traces are read from its tracking server: give its URL."
+            ]
         if self.feedback_sink == FeedbackSink.MLFLOW and not self.feedback_endpoint:
             errors["feedback_endpoint"] = ["Give the MLflow tracking server's URL."]
         if self.auth_kind == AuthKind.ENV_TOKEN and not self.auth_env_var:
@@ -167,6 +209,12 @@ class Deployment(models.Model):
             self.served_entity_name = f"{base}_{self.model_version}"[:63]
         if not self.display_name:
             self.display_name = self.model_at_version
+        if (
+            self.feedback_sink == FeedbackSink.MLFLOW
+            and not self.feedback_endpoint
+            and self.mlflow_tracking_uri
+        ):
+            self.feedback_endpoint = self.mlflow_tracking_uri
         if (
             self.feedback_sink == FeedbackSink.DATABRICKS
             and not self.feedback_endpoint
