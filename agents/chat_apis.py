@@ -1,6 +1,12 @@
 """REST API for chat turns and the request log."""
 
+import json
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -9,8 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import chat, selectors
-from agents.models import RequestLog
+from agents.models import RequestLog, TurnKey
+from agents.schemas import ItemAdded, TextDelta
 from agents.traces import normalize_trace
+from agents.turns import TurnInProgress, TurnInput, run_turn, send_turn
 from reviewapp import roles
 
 
@@ -33,6 +41,8 @@ class TurnOutputSerializer(serializers.Serializer):
             "custom_inputs": turn.custom_inputs,
             "custom_outputs": turn.custom_outputs,
             "execution_time_ms": turn.execution_time_ms,
+            "output_items": turn.output_items,
+            "incomplete": turn.incomplete,
             "created_at": turn.created_at.isoformat(),
         }
         if turn.error:
@@ -43,11 +53,16 @@ class TurnOutputSerializer(serializers.Serializer):
 
 
 class DeploymentChatApi(APIView):
+    """Checks a chat turn (auth, permissions, body) the DRF way; `chat_api` below then sends it
+    asynchronously. `post` answers an error, or a 202 carrying the checked turn for `chat_api`."""
+
     class InputSerializer(serializers.Serializer):
         message = serializers.CharField(required=False, max_length=100_000)
         messages = MessageSerializer(many=True, required=False, allow_empty=False)
         conversation_id = serializers.UUIDField(required=False)
         custom_inputs = serializers.JSONField(required=False)
+        idempotency_key = serializers.CharField(required=False, max_length=64)
+        stream = serializers.BooleanField(required=False, default=False)
 
         def validate(self, data: dict) -> dict:
             if ("message" in data) == ("messages" in data):
@@ -58,9 +73,15 @@ class DeploymentChatApi(APIView):
                 )
             return data
 
-    @extend_schema(request=InputSerializer, responses={200: TurnOutputSerializer, 502: dict})
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: TurnOutputSerializer, 502: dict},
+        description="One chat turn: 200 with the answer and its trace, or 502 when the agent "
+        "failed. With `stream: true` (and a deployment that streams) the answer comes as "
+        "server-sent events `delta` {text}, `item` {item}, then `done` (the same object as the "
+        "200). An `idempotency_key` makes a retried POST return the first send's turn.",
+    )
     def post(self, request: Request, pk: int) -> Response:
-        """One chat turn: 200 with the answer and its trace, or 502 when the agent failed."""
         if not roles.can_chat(request.user):
             raise PermissionDenied("Your account has no role that may chat.")
         deployment = selectors.deployment_get_for_user(request.user, pk)
@@ -71,7 +92,11 @@ class DeploymentChatApi(APIView):
         if "messages" in data:
             *history, last = [dict(m) for m in data["messages"]]
             message = last["content"]
-        if "conversation_id" in data:
+        key = data.get("idempotency_key", "")
+        earlier = key and TurnKey.objects.filter(user=request.user, key=key).first()
+        if earlier and earlier.conversation_id:
+            conversation = earlier.conversation
+        elif "conversation_id" in data:
             conversation = selectors.conversation_get_for_user(
                 request.user, deployment, data["conversation_id"]
             )
@@ -82,23 +107,81 @@ class DeploymentChatApi(APIView):
                 custom_inputs=data.get("custom_inputs", deployment.default_custom_inputs),
             )
             conversation = chat.conversation_create(deployment=deployment, user=request.user)
-        turn = chat.chat_turn(
+        response = Response(status=status.HTTP_202_ACCEPTED)
+        response.turn_input = TurnInput(
             deployment=deployment,
             user=request.user,
             conversation=conversation,
             message=message,
             custom_inputs=data.get("custom_inputs", conversation.custom_inputs),
             history=history,
+            idempotency_key=key,
         )
-        if turn.error:
-            body = {
-                "error": turn.error,
-                "detail": turn.error_detail,
-                "request_id": turn.databricks_request_id,
-            }
-            return Response(body, status=status.HTTP_502_BAD_GATEWAY)
-        output = TurnOutputSerializer(turn, context={"with_trace": True}).data
-        return Response(output)
+        response.stream = data["stream"] and deployment.streaming
+        return response
+
+
+_check_turn = DeploymentChatApi.as_view()
+
+
+async def chat_api(request: HttpRequest, pk: int) -> HttpResponse:
+    """POST /api/v1/deployments/{id}/chat/: checked by DeploymentChatApi in a thread, then sent
+    on the event loop, so a slow agent holds no thread."""
+    checked = await sync_to_async(_check_turn)(request, pk=pk)
+    turn_input = getattr(checked, "turn_input", None)
+    if turn_input is None:
+        return checked
+    if checked.stream:
+        response = StreamingHttpResponse(_api_events(turn_input), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        return response
+    try:
+        done = await send_turn(turn_input)
+    except (DjangoValidationError, TurnInProgress) as exc:
+        return JsonResponse(_problem(exc), status=_problem_status(exc))
+    return JsonResponse(_turn_body(done.turn), status=502 if done.turn.error else 200)
+
+
+chat_api.csrf_exempt = True  # DeploymentChatApi enforces CSRF for session-authenticated calls
+chat_api.cls = DeploymentChatApi  # so the OpenAPI schema documents it
+chat_api.initkwargs = {}
+
+
+async def _api_events(turn_input: TurnInput) -> AsyncIterator[str]:
+    try:
+        async for event in run_turn(turn_input, stream=True):
+            if isinstance(event, TextDelta):
+                yield _sse("delta", {"text": event.text})
+            elif isinstance(event, ItemAdded):
+                yield _sse("item", {"item": event.item})
+            else:
+                yield _sse("done", _turn_body(event.turn))
+    except (DjangoValidationError, TurnInProgress) as exc:
+        yield _sse("error", _problem(exc))
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _turn_body(turn: RequestLog) -> dict:
+    if turn.error and not turn.incomplete:
+        return {
+            "error": turn.error,
+            "detail": turn.error_detail,
+            "request_id": turn.databricks_request_id,
+        }
+    return TurnOutputSerializer(turn, context={"with_trace": True}).data
+
+
+def _problem(exc: Exception) -> dict:
+    if isinstance(exc, DjangoValidationError):
+        return {"detail": " ".join(exc.messages)}
+    return {"detail": str(exc)}
+
+
+def _problem_status(exc: Exception) -> int:
+    return 400 if isinstance(exc, DjangoValidationError) else 409
 
 
 class RequestDetailApi(APIView):

@@ -9,6 +9,8 @@ urlpatterns = [
     path("deployments/<int:pk>/check/", views.deployment_check, name="check"),
     path("chat/<int:pk>/", chat_views.chat_page, name="chat"),
     path("chat/<int:pk>/send/", chat_views.chat_send, name="chat_send"),
+    path("chat/<int:pk>/stream/", chat_views.chat_stream, name="chat_stream"),
+    path("chat/<int:pk>/turn/", chat_views.chat_turn_by_key, name="chat_turn_by_key"),
     path(
         "chat/<int:pk>/custom-inputs/check/",
         chat_views.custom_inputs_check,

@@ -218,6 +218,9 @@ else:
 # and an agent's answer larger than AGENT_MAX_REPLY_BYTES is refused.
 REQUEST_LOG_MAX_BODY_BYTES = env_int("REQUEST_LOG_MAX_BODY_BYTES", 10_000_000, minimum=1000)
 AGENT_MAX_REPLY_BYTES = env_int("AGENT_MAX_REPLY_BYTES", 50_000_000, minimum=1000)
+# Connections the one shared agent client may hold open at once (per process): every turn in
+# flight holds one, so this caps the turns in flight per process.
+AGENT_MAX_CONNECTIONS = env_int("AGENT_MAX_CONNECTIONS", 2000, minimum=1)
 
 # How often the beat process re-checks whether each deployment's endpoint answers.
 REACHABILITY_CHECK_SECONDS = env_int("REACHABILITY_CHECK_SECONDS", 300, minimum=10)

@@ -102,6 +102,10 @@ class TurnKey(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=64)
+    # The conversation the first send went to: a retried first message must not start another.
+    conversation = models.ForeignKey(
+        Conversation, null=True, on_delete=models.CASCADE, related_name="+"
+    )
     turn = models.OneToOneField(
         RequestLog, null=True, on_delete=models.CASCADE, related_name="idempotency_key"
     )

@@ -25,26 +25,45 @@
       "Fix custom_inputs first: " + document.getElementById("custom-inputs-status").textContent.trim();
   });
 
-  // "Waiting for the agent… N s", and after a few seconds the scale-from-zero hint.
+  // "Waiting for the agent… N s", and after a few seconds the scale-from-zero hint. Shared with
+  // stream.js, which shows it until the first token arrives.
   var clock = null;
-  document.addEventListener("htmx:beforeRequest", function (event) {
-    if (event.target.id !== "composer") return;
+  function startWaiting() {
     document.getElementById("composer-error").textContent = "";
     var waiting = document.getElementById("waiting");
     var started = Date.now();
     waiting.querySelector("[data-elapsed]").textContent = "0";
     waiting.querySelector("[data-cold]").hidden = true;
+    waiting.classList.add("waiting--on");
+    clearInterval(clock);
     clock = setInterval(function () {
       var seconds = Math.floor((Date.now() - started) / 1000);
       waiting.querySelector("[data-elapsed]").textContent = String(seconds);
       if (seconds >= 5) waiting.querySelector("[data-cold]").hidden = false;
     }, 250);
+  }
+  function stopWaiting() {
+    clearInterval(clock);
+    document.getElementById("waiting").classList.remove("waiting--on");
+  }
+  // A fresh idempotency key for the next message (the last one was sent and answered).
+  function newTurnKey() {
+    var field = document.getElementById("idempotency-key");
+    if (!field) return;
+    field.value = window.crypto && crypto.randomUUID ? crypto.randomUUID()
+      : String(Date.now()) + "-" + Math.random().toString(16).slice(2);
+  }
+  window.reviewApp = {startWaiting: startWaiting, stopWaiting: stopWaiting,
+                      newTurnKey: newTurnKey, customInputsInvalid: customInputsInvalid};
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.target.id === "composer") startWaiting();
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.target.id !== "composer") return;
-    clearInterval(clock);
+    stopWaiting();
     var swappedTurn = event.detail.successful && !event.detail.xhr.getResponseHeader("HX-Retarget");
     if (swappedTurn) {
+      window.reviewApp.newTurnKey();
       var box = document.getElementById("message");
       box.value = "";
       box.focus();

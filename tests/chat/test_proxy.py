@@ -176,18 +176,18 @@ def test_an_empty_message_or_a_disabled_deployment_is_refused(conversation):
 @pytest.mark.parametrize("agent_id", ["../../admin", 'x" onmouseover="alert(1)', "a" * 300, ""])
 def test_an_unusable_request_id_from_the_agent_is_replaced(conversation, monkeypatch, agent_id):
     """The outgoing call is faked here (the one seam): the demo agent only sends clean ids."""
-    from agents import chat as chat_module
+    from agents import turns
     from agents.client import AgentResponse
 
     body = {
         "choices": [{"message": {"role": "assistant", "content": "Hi"}}],
         "databricks_output": {"databricks_request_id": agent_id},
     }
-    monkeypatch.setattr(
-        chat_module,
-        "post_json",
-        lambda *args, **kwargs: AgentResponse(200, json.dumps(body), body),
-    )
+
+    async def fake_post_json(*args, **kwargs):
+        return AgentResponse(200, json.dumps(body), body)
+
+    monkeypatch.setattr(turns, "post_json", fake_post_json)
     turn = send(conversation)
     assert turn.databricks_request_id != agent_id
     assert len(turn.databricks_request_id) == 36  # a uuid of ours
