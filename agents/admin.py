@@ -35,11 +35,16 @@ class DeploymentAdmin(admin.ModelAdmin):
             "Endpoint",
             {
                 "fields": [
+                    "endpoint_kind",
                     "query_endpoint",
                     "endpoint_name",
                     "served_entity_name",
                     "endpoint_url",
                     "agent_schema",
+                    "detected_schema",
+                    "streaming",
+                    "mlflow_tracking_uri",
+                    "openai_model",
                     "request_timeout_s",
                     "review_app_url",
                 ]

@@ -20,7 +20,11 @@ _WRITABLE_FIELDS = [
     "served_entity_name",
     "query_endpoint",
     "endpoint_url",
+    "endpoint_kind",
     "agent_schema",
+    "streaming",
+    "mlflow_tracking_uri",
+    "openai_model",
     "feedback_sink",
     "feedback_endpoint",
     "feedback_json_strings",
@@ -44,7 +48,15 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", *_WRITABLE_FIELDS, "review_app_url", "health", "created_at", "updated_at"]
+        fields = [
+            "id",
+            *_WRITABLE_FIELDS,
+            "detected_schema",
+            "review_app_url",
+            "health",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_health(self, deployment: Deployment) -> dict:
         return {

@@ -14,7 +14,11 @@ from rest_framework.test import APIClient
 from agents.models import Deployment
 from reviewapp import roles
 
-pytest_plugins = ["tests.support.demo_agent", "tests.support.mlflow_server"]
+pytest_plugins = [
+    "tests.support.asgi_server",
+    "tests.support.demo_agent",
+    "tests.support.mlflow_server",
+]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

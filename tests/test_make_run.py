@@ -72,8 +72,13 @@ def test_set_up_twice_changes_nothing(tmp_path):
     assert password in first
     assert oct((tmp_path / "admin-password").stat().st_mode & 0o777) == "0o600"
     assert table_rows(env, "select username, is_superuser from auth_user") == "[('admin', True)]"
-    assert table_rows(env, "select model_name, model_version from agents_deployment") == (
-        "[('main.demo.rag_agent', '1')]"
+    deployments = "select model_name, agent_schema, streaming from agents_deployment order by id"
+    assert table_rows(env, deployments) == (
+        "[('main.demo.rag_agent', 'chat_completions', False), "
+        "('main.demo.chat_agent', 'auto', True), "
+        "('main.demo.responses_agent', 'auto', True), "
+        "('main.demo.legacy_agent', 'legacy_split', False), "
+        "('main.demo.openai_compatible', 'chat_completions', True)]"
     )
     groups = table_rows(env, "select name from auth_group order by name")
     assert groups == "[('admin',), ('reviewer',), ('stakeholder',)]"

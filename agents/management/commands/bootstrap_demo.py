@@ -30,10 +30,47 @@ DEMO_CUSTOM_INPUTS_SCHEMA = {
 }
 
 
+# The demo agent picks the schema from the endpoint name (demo_agent/README.md); these show each
+# schema, streaming, `auto` detection from the endpoint's task, and an OpenAI-compatible endpoint.
+DEMO_VARIANTS = [
+    {
+        "model_name": "main.demo.chat_agent",
+        "display_name": "Demo ChatAgent (streaming, schema detected)",
+        "endpoint_name": "agents_main-demo-chat_agent",
+        "agent_schema": "auto",
+        "streaming": True,
+    },
+    {
+        "model_name": "main.demo.responses_agent",
+        "display_name": "Demo ResponsesAgent (streaming, schema detected)",
+        "endpoint_name": "agents_main-demo-responses_agent",
+        "agent_schema": "auto",
+        "streaming": True,
+    },
+    {
+        "model_name": "main.demo.legacy_agent",
+        "display_name": "Demo legacy {query, history} agent",
+        "endpoint_name": "agents_main-demo-legacy_agent",
+        "agent_schema": "legacy_split",
+    },
+    {
+        "model_name": "main.demo.openai_compatible",
+        "display_name": "Demo OpenAI-compatible endpoint (streaming, no trace)",
+        "endpoint_name": "openai-compatible",
+        "endpoint_kind": "openai_compatible",
+        "agent_schema": "chat_completions",
+        "openai_model": "demo",
+        "streaming": True,
+        "feedback_sink": "none",
+    },
+]
+
+
 class Command(BaseCommand):
     help = (
-        "Idempotent set-up for `make run`: the role groups, an admin login and a deployment "
-        "pointing at the demo agent. Running it again changes nothing that is already right."
+        "Idempotent set-up for `make run`: the role groups, an admin login and deployments "
+        "pointing at the demo agent (one per agent schema). Running it again changes nothing "
+        "that is already right."
     )
 
     @transaction.atomic
@@ -41,6 +78,8 @@ class Command(BaseCommand):
         ensure_roles()
         username, password_note = self._ensure_admin()
         deployment = self._ensure_demo_deployment()
+        for variant in DEMO_VARIANTS:
+            self._ensure_variant(variant)
         self.stdout.write(f"Admin login: {username} / {password_note}")
         self.stdout.write(
             f"Demo deployment: {deployment.model_at_version} -> {deployment.query_endpoint}"
@@ -92,6 +131,30 @@ class Command(BaseCommand):
                 model_name=DEMO_MODEL_NAME, model_version=DEMO_MODEL_VERSION, **fields
             )
         # Keep an admin's edits; only follow the demo agent if it moved to another port.
+        if existing.query_endpoint != fields["query_endpoint"]:
+            return services.deployment_update(
+                deployment=existing, query_endpoint=fields["query_endpoint"], feedback_endpoint=""
+            )
+        return existing
+
+    def _ensure_variant(self, variant: dict) -> Deployment:
+        fields = dict(variant)
+        model_name = fields.pop("model_name")
+        endpoint = fields["endpoint_name"]
+        fields["query_endpoint"] = (
+            f"{settings.DEMO_AGENT_URL}/serving-endpoints/{endpoint}/invocations"
+        )
+        fields.setdefault("feedback_sink", "databricks_feedback")
+        fields.setdefault("default_custom_inputs", {"top_k": 3, "style": "concise"})
+        fields.setdefault("custom_inputs_schema", DEMO_CUSTOM_INPUTS_SCHEMA)
+        fields.setdefault("reviewer_instructions", DEMO_INSTRUCTIONS)
+        existing = Deployment.objects.filter(
+            model_name=model_name, model_version=DEMO_MODEL_VERSION
+        ).first()
+        if existing is None:
+            return services.deployment_create(
+                model_name=model_name, model_version=DEMO_MODEL_VERSION, **fields
+            )
         if existing.query_endpoint != fields["query_endpoint"]:
             return services.deployment_update(
                 deployment=existing, query_endpoint=fields["query_endpoint"], feedback_endpoint=""
