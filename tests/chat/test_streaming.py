@@ -73,6 +73,11 @@ def sent(deployment, user, message=QUESTION, **inputs) -> RequestLog:
     )
 
 
+def without_ids(items: list[dict]) -> list[dict]:
+    """Tool call ids are new on every call."""
+    return [{k: v for k, v in item.items() if k not in ("id", "call_id")} for item in items]
+
+
 def text_of(events) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
@@ -81,7 +86,7 @@ def text_of(events) -> str:
 def test_each_schema_answers_with_its_trace_unstreamed(make_deployment, reviewer, schema):
     turn = sent(make_deployment(schema), reviewer)
     assert turn.error == "", turn.error_detail
-    assert "feedback" in turn.response.lower()
+    assert "evaluation dataset" in turn.response.lower()
     assert turn.trace["info"]["client_request_id"] == turn.databricks_request_id
     sent_body = json.loads(turn.request_raw)
     assert sent_body["databricks_options"]["return_trace"] is True
@@ -113,7 +118,7 @@ def test_each_schema_streams_and_the_log_keeps_the_assembled_answer(
     if schema in ("chat_agent", "responses"):
         items = [e.item for e in events if isinstance(e, ItemAdded)]
         assert any(item["kind"] == "tool_call" for item in items)
-        assert turn.output_items == unstreamed.output_items
+        assert without_ids(turn.output_items) == without_ids(unstreamed.output_items)
 
 
 def test_a_cut_stream_keeps_the_partial_answer_marked_incomplete(make_deployment, reviewer):
