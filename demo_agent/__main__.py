@@ -6,13 +6,22 @@ arguments), so a bad DEMO_AGENT_* value fails the same way as a bad flag: a mess
 """
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from demo_agent.config import AgentConfig, Knobs, check_latency_ms, check_rate, check_seconds
+from demo_agent.config import (
+    DEFAULT_STREAM_CHUNK_DELAY_MS,
+    AgentConfig,
+    Knobs,
+    check_chunk_delay_ms,
+    check_latency_ms,
+    check_rate,
+    check_seconds,
+)
 
 
 def _checked(
@@ -84,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the first serving request waits this long, default 0",
         type=_checked(_number, check_seconds, "DEMO_AGENT_COLD_START_S"),
     )
+    add(
+        "--stream-chunk-delay-ms",
+        "DEMO_AGENT_STREAM_CHUNK_DELAY_MS",
+        str(DEFAULT_STREAM_CHUNK_DELAY_MS),
+        f"pause between two events of a streamed answer, default {DEFAULT_STREAM_CHUNK_DELAY_MS}",
+        type=_checked(_integer, check_chunk_delay_ms, "DEMO_AGENT_STREAM_CHUNK_DELAY_MS"),
+    )
     for flag, env_name, what in (
         ("--error-rate", "DEMO_AGENT_ERROR_RATE", "invocations answered 500"),
         ("--malformed-rate", "DEMO_AGENT_MALFORMED_RATE", "invocations answered with garbage"),
@@ -116,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "seed for the random draws of the *_rate knobs",
         type=_checked(_integer, lambda v: v, "DEMO_AGENT_SEED"),
     )
+    parser.add_argument(
+        "--no-traces",
+        action="store_true",
+        default=os.environ.get("DEMO_AGENT_NO_TRACES", "").lower() in ("1", "true", "yes"),
+        help="[DEMO_AGENT_NO_TRACES] answer without making MLflow traces (making one is about "
+        "half of a turn's CPU; benchmarks of the app's proxy use this)",
+    )
     return parser
 
 
@@ -127,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
             error_rate=args.error_rate,
             malformed_rate=args.malformed_rate,
             feedback_error_rate=args.feedback_error_rate,
+            stream_chunk_delay_ms=args.stream_chunk_delay_ms,
         ),
         token=args.token,
         feedback_log=args.feedback_log,
@@ -152,7 +176,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from demo_agent.app import create_app
 
+    if args.no_traces:
+        import mlflow
+
+        mlflow.tracing.disable()  # spans become no-ops; replies carry no trace
     app = create_app(config)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config.setdefault("filters", {})["hide_simulated_stream_cuts"] = {
+        "()": "demo_agent.streams.HideSimulatedStreamCuts"
+    }
+    log_config["loggers"]["uvicorn.error"]["filters"] = ["hide_simulated_stream_cuts"]
     print(f"demo agent listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     uvicorn.run(
         app,
@@ -160,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         access_log=False,
         log_level="warning",
+        log_config=log_config,
         # SIGTERM should stop it promptly even with slow simulated requests in flight.
         timeout_graceful_shutdown=3,
     )

@@ -1,8 +1,9 @@
 """The HTTP side: Databricks Model Serving routes, the feedback model, and test knobs.
 
-`create_app(config)` builds a Starlette app, so tests may also run it in-process. Waiting
-(latency, cold start, simulated delays) is `asyncio.sleep`: a thousand requests in flight cost
-a thousand coroutines, not a thousand threads. The agent run itself is quick and runs inline.
+`create_app(config)` builds a Starlette app, so tests may also run it in-process. The endpoint's
+name picks the schema it speaks (schemas.py). Waiting (latency, cold start, simulated delays,
+pauses between streamed chunks) is `asyncio.sleep`: a thousand requests in flight cost a
+thousand coroutines, not a thousand threads. The agent run itself is quick and runs inline.
 """
 
 import asyncio
@@ -23,7 +24,10 @@ from demo_agent.auth import TokenAuthMiddleware
 from demo_agent.config import AgentConfig, Knobs, knobs_dict, knobs_updated
 from demo_agent.errors import ApiError, api_error_response, error_response
 from demo_agent.feedback import FeedbackLog
-from demo_agent.validation import parse_chat_request, parse_feedback_records, parse_json_object
+from demo_agent.schema_requests import parse_turn_request
+from demo_agent.schemas import TASKS, schema_for_endpoint
+from demo_agent.streams import malformed_stream_response, stream_response
+from demo_agent.validation import parse_feedback_records, parse_json_object
 
 MAX_REQUEST_ID_LENGTH = 256
 RETRY_AFTER = {429: "1", 503: "1"}  # what real endpoints add when they shed load
@@ -104,8 +108,10 @@ def _request_id(request: Request) -> str:
     return given or str(uuid.uuid4())
 
 
-def malformed_response(kind: str, request_id: str) -> Response:
+def malformed_response(kind: str, request_id: str, stream: bool = False) -> Response:
     """A 200 whose body a client cannot use: what a broken model or proxy can send."""
+    if stream:
+        return malformed_stream_response(kind, request_id)
     if kind == "not_json":
         # Labelled JSON on purpose: clients must not trust the content type.
         return Response(
@@ -126,7 +132,8 @@ async def invocations(request: Request) -> Response:
     state = _state(request)
     endpoint = request.path_params["name"]
     await state.serving_delay()
-    chat = parse_chat_request(parse_json_object(await request.body()))
+    schema = schema_for_endpoint(endpoint)
+    chat = parse_turn_request(parse_json_object(await request.body()), schema)
     request_id = _request_id(request)
     if chat.simulate.delay_ms > 0:
         await asyncio.sleep(chat.simulate.delay_ms / 1000)
@@ -138,18 +145,24 @@ async def invocations(request: Request) -> Response:
             headers=({"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else None),
         )
     if chat.simulate.malformed is not None:
-        return malformed_response(chat.simulate.malformed, request_id)
+        return malformed_response(chat.simulate.malformed, request_id, chat.stream)
     if state.roll(state.knobs.error_rate):
         raise ApiError(500, f"Simulated model failure (error_rate) for request {request_id}.")
     if state.roll(state.knobs.malformed_rate):
-        return malformed_response(state.next_malformed_kind(), request_id)
+        return malformed_response(state.next_malformed_kind(), request_id, chat.stream)
 
-    response, trace = run_agent(chat, request_id, endpoint)
+    reply, trace = run_agent(chat, request_id, endpoint)
+    if chat.stream:
+        delay_ms = chat.simulate.chunk_delay_ms
+        if delay_ms is None:
+            delay_ms = state.knobs.stream_chunk_delay_ms
+        wanted_trace = trace if chat.return_trace else None
+        return stream_response(schema, reply, request_id, wanted_trace, delay_ms, chat.simulate)
     output: dict[str, Any] = {"databricks_request_id": request_id}
     if chat.return_trace:
         output["trace"] = trace
-    response["databricks_output"] = output
-    return JSONResponse(response, headers={"x-request-id": request_id})
+    reply["databricks_output"] = output
+    return JSONResponse(reply, headers={"x-request-id": request_id})
 
 
 async def feedback_invocations(request: Request) -> Response:
@@ -174,14 +187,16 @@ async def feedback_records(request: Request) -> Response:
 
 
 async def endpoint_detail(request: Request) -> Response:
-    """Enough of Databricks' ServingEndpointDetailed for health checks and auto-detection."""
+    """Enough of Databricks' ServingEndpointDetailed for health checks and auto-detection; the
+    `task` follows the schema the name selects (legacy endpoints report none)."""
     name = request.path_params["name"]
+    task = TASKS[schema_for_endpoint(name)]
     return JSONResponse(
         {
             "name": name,
             "creator": "demo-agent",
             "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
-            "task": "agent/v1/chat",
+            **({"task": task} if task else {}),
             "config": {
                 "served_entities": [
                     {

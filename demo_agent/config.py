@@ -10,6 +10,8 @@ from typing import Any
 
 MAX_LATENCY_MS = 600_000  # ten minutes: more is surely a typo, and would outlive any client
 MAX_COLD_START_S = 600.0
+MAX_CHUNK_DELAY_MS = 10_000  # per chunk: a 100-word answer at the maximum already takes 17 min
+DEFAULT_STREAM_CHUNK_DELAY_MS = 15
 
 
 def check_latency_ms(value: Any) -> int:
@@ -18,6 +20,14 @@ def check_latency_ms(value: Any) -> int:
         raise ValueError(f"must be an integer number of milliseconds, got {value!r}")
     if not 0 <= value <= MAX_LATENCY_MS:
         raise ValueError(f"must be between 0 and {MAX_LATENCY_MS}, got {value}")
+    return value
+
+
+def check_chunk_delay_ms(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer number of milliseconds, got {value!r}")
+    if not 0 <= value <= MAX_CHUNK_DELAY_MS:
+        raise ValueError(f"must be between 0 and {MAX_CHUNK_DELAY_MS}, got {value}")
     return value
 
 
@@ -46,6 +56,8 @@ class Knobs:
     error_rate: float = 0.0  # fraction of invocations answered 500
     malformed_rate: float = 0.0  # fraction of invocations answered 200 with a broken body
     feedback_error_rate: float = 0.0  # fraction of feedback posts answered 503
+    # pause between two events of a streamed answer; a turn may override it (simulate)
+    stream_chunk_delay_ms: int = DEFAULT_STREAM_CHUNK_DELAY_MS
 
 
 KNOB_CHECKS = {
@@ -54,6 +66,7 @@ KNOB_CHECKS = {
     "error_rate": check_rate,
     "malformed_rate": check_rate,
     "feedback_error_rate": check_rate,
+    "stream_chunk_delay_ms": check_chunk_delay_ms,
 }
 assert set(KNOB_CHECKS) == {f.name for f in fields(Knobs)}  # a new knob needs a check
 

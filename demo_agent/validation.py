@@ -1,15 +1,19 @@
 """Parsing and checking request bodies; every failure is a 400 ApiError saying what is wrong.
 
-Checks are strict where a lenient server would hide a client's bug (a `top_k` of "3", a
-`return_trace` of "yes"), and lenient where real agents are (unknown `custom_inputs` keys and
-OpenAI parameters such as `temperature` are accepted and ignored).
+Chat turns enter through `schema_requests.parse_turn_request(body, schema)`, which uses the
+checks here for what the four schemas share. Checks are strict where a lenient server would hide
+a client's bug (a `top_k` of "3", a `return_trace` of "yes"), and lenient where real agents are
+(unknown `custom_inputs` keys and OpenAI parameters such as `temperature` are accepted and
+ignored).
 """
 
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from demo_agent.config import MAX_CHUNK_DELAY_MS
 from demo_agent.errors import ApiError
+from demo_agent.schemas import AgentSchema
 
 STYLES = ("concise", "detailed", "bullets")
 DEFAULT_TOP_K = 3
@@ -37,6 +41,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+STREAM_ONLY_HOOKS = ("chunk_delay_ms", "cut_after_chunks", "stream_error")
+SIMULATE_KEYS = ("delay_ms", "status", "malformed", *STREAM_ONLY_HOOKS)
+MAX_CUT_AFTER_CHUNKS = 100_000
+MAX_STREAM_ERROR_LENGTH = 1000
+
+
 @dataclass
 class Simulation:
     """`custom_inputs.simulate`: make this one turn slow or broken, for other tests."""
@@ -44,17 +54,29 @@ class Simulation:
     delay_ms: int = 0
     status: int | None = None
     malformed: str | None = None
+    # Streams only:
+    chunk_delay_ms: int | None = None  # overrides the stream_chunk_delay_ms knob
+    cut_after_chunks: int | None = None  # drop the connection after this many data events
+    stream_error: str | None = None  # an error event, with this message, after a few chunks
+
+    def stream_hooks(self) -> list[str]:
+        return [name for name in STREAM_ONLY_HOOKS if getattr(self, name) is not None]
 
 
 @dataclass
 class ChatRequest:
+    """One turn, whatever schema it arrived in, normalised for the agent."""
+
     body: dict[str, Any]  # as received: the root span's inputs
-    messages: list[dict[str, Any]]
+    messages: list[dict[str, Any]]  # chat-completions style {role, content} messages
     question: str  # text of the last user message: what the retriever searches for
+    schema: AgentSchema = AgentSchema.CHAT_COMPLETIONS
+    stream: bool = False
     top_k: int = DEFAULT_TOP_K
     style: str = "concise"
     return_trace: bool = False
     conversation_id: str | None = None
+    user_id: str | None = None
     simulate: Simulation = field(default_factory=Simulation)
 
 
@@ -67,36 +89,40 @@ def message_text(content: Any) -> str:
     return ""
 
 
-def _check_messages(messages: Any) -> list[dict[str, Any]]:
+def check_messages(messages: Any, field_name: str = "messages") -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
-        raise bad("`messages` must be a non-empty list of {role, content} objects")
+        raise bad(f"`{field_name}` must be a non-empty list of {{role, content}} objects")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise bad(f"messages[{i}] must be an object with `role` and `content`")
+            raise bad(f"{field_name}[{i}] must be an object with `role` and `content`")
         if message.get("role") not in ROLES:
-            raise bad(f"messages[{i}].role must be one of {', '.join(ROLES)}")
+            raise bad(f"{field_name}[{i}].role must be one of {', '.join(ROLES)}")
         content = message.get("content")
         if content is None and message.get("tool_calls"):
             continue  # an assistant turn that only calls tools
         if isinstance(content, list):
             if not all(isinstance(p, dict) for p in content):
-                raise bad(f"messages[{i}].content parts must be objects")
+                raise bad(f"{field_name}[{i}].content parts must be objects")
         elif not isinstance(content, str):
-            raise bad(f"messages[{i}].content must be a string or a list of content parts")
+            raise bad(f"{field_name}[{i}].content must be a string or a list of content parts")
     return messages
+
+
+def _check_int(value: Any, name: str, low: int, high: int) -> int:
+    if not _is_int(value) or not low <= value <= high:
+        raise bad(f"custom_inputs.simulate.{name} must be an integer from {low} to {high}")
+    return value
 
 
 def _check_simulate(value: Any) -> Simulation:
     if not isinstance(value, dict):
         raise bad("custom_inputs.simulate must be an object")
-    unknown = sorted(set(value) - {"delay_ms", "status", "malformed"})
+    unknown = sorted(set(value) - set(SIMULATE_KEYS))
     if unknown:
         raise bad(f"custom_inputs.simulate has unknown key(s): {', '.join(unknown)}")
     sim = Simulation()
     if "delay_ms" in value:
-        sim.delay_ms = value["delay_ms"]
-        if not _is_int(sim.delay_ms) or not 0 <= sim.delay_ms <= MAX_SIMULATED_DELAY_MS:
-            raise bad(f"custom_inputs.simulate.delay_ms must be an int 0..{MAX_SIMULATED_DELAY_MS}")
+        sim.delay_ms = _check_int(value["delay_ms"], "delay_ms", 0, MAX_SIMULATED_DELAY_MS)
     if value.get("status") is not None:
         sim.status = value["status"]
         if not _is_int(sim.status) or not 400 <= sim.status <= 599:
@@ -105,47 +131,69 @@ def _check_simulate(value: Any) -> Simulation:
         sim.malformed = value["malformed"]
         if sim.malformed not in MALFORMED_KINDS:
             raise bad(f"custom_inputs.simulate.malformed must be one of {MALFORMED_KINDS}")
+    if value.get("chunk_delay_ms") is not None:
+        delay = value["chunk_delay_ms"]
+        sim.chunk_delay_ms = _check_int(delay, "chunk_delay_ms", 0, MAX_CHUNK_DELAY_MS)
+    if value.get("cut_after_chunks") is not None:
+        cut = value["cut_after_chunks"]
+        sim.cut_after_chunks = _check_int(cut, "cut_after_chunks", 0, MAX_CUT_AFTER_CHUNKS)
+    if value.get("stream_error") is not None:
+        message = value["stream_error"]
+        if not isinstance(message, str) or not 0 < len(message) <= MAX_STREAM_ERROR_LENGTH:
+            raise bad(
+                "custom_inputs.simulate.stream_error must be a message of 1 to "
+                f"{MAX_STREAM_ERROR_LENGTH} characters"
+            )
+        sim.stream_error = message
     return sim
 
 
-def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
-    if body.get("stream") is True:
-        raise bad("streaming is not supported by this endpoint yet")
-    messages = _check_messages(body.get("messages"))
-    users = [m for m in messages if m.get("role") == "user"]
-    if not users:
-        raise bad("`messages` must contain at least one message with role `user`")
-    request = ChatRequest(body=body, messages=messages, question=message_text(users[-1]["content"]))
+def _optional_string(container: dict[str, Any], key: str, where: str) -> str | None:
+    value = container.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad(f"{where}.{key} must be a string")
+    return value or None
 
-    custom = body.get("custom_inputs")
-    if custom is not None:
-        if not isinstance(custom, dict):
-            raise bad("`custom_inputs` must be an object")
-        if "top_k" in custom:
-            top_k = custom["top_k"]
-            if not _is_int(top_k) or not 1 <= top_k <= MAX_TOP_K:
-                raise bad(f"custom_inputs.top_k must be an integer from 1 to {MAX_TOP_K}")
-            request.top_k = top_k
-        if "style" in custom:
-            if custom["style"] not in STYLES:
-                raise bad(f"custom_inputs.style must be one of {', '.join(STYLES)}")
-            request.style = custom["style"]
-        if custom.get("simulate") is not None:
-            request.simulate = _check_simulate(custom["simulate"])
 
-    options = body.get("databricks_options")
-    if options is not None:
-        if not isinstance(options, dict):
-            raise bad("`databricks_options` must be an object")
-        return_trace = options.get("return_trace", False)
-        if not isinstance(return_trace, bool):
-            raise bad("databricks_options.return_trace must be true or false")
-        request.return_trace = return_trace
-        conversation_id = options.get("conversation_id")
-        if conversation_id is not None and not isinstance(conversation_id, str):
-            raise bad("databricks_options.conversation_id must be a string")
-        request.conversation_id = conversation_id or None
-    return request
+def apply_custom_inputs(request: ChatRequest, custom: Any) -> None:
+    if custom is None:
+        return
+    if not isinstance(custom, dict):
+        raise bad("`custom_inputs` must be an object")
+    if "top_k" in custom:
+        top_k = custom["top_k"]
+        if not _is_int(top_k) or not 1 <= top_k <= MAX_TOP_K:
+            raise bad(f"custom_inputs.top_k must be an integer from 1 to {MAX_TOP_K}")
+        request.top_k = top_k
+    if "style" in custom:
+        if custom["style"] not in STYLES:
+            raise bad(f"custom_inputs.style must be one of {', '.join(STYLES)}")
+        request.style = custom["style"]
+    if custom.get("simulate") is not None:
+        request.simulate = _check_simulate(custom["simulate"])
+
+
+def apply_databricks_options(request: ChatRequest, options: Any) -> None:
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise bad("`databricks_options` must be an object")
+    return_trace = options.get("return_trace", False)
+    if not isinstance(return_trace, bool):
+        raise bad("databricks_options.return_trace must be true or false")
+    request.return_trace = return_trace
+    conversation_id = _optional_string(options, "conversation_id", "databricks_options")
+    request.conversation_id = conversation_id or request.conversation_id
+
+
+def apply_context(request: ChatRequest, context: Any) -> None:
+    """ChatAgent and ResponsesAgent `context` (mlflow.types.agent.ChatContext)."""
+    if context is None:
+        return
+    if not isinstance(context, dict):
+        raise bad("`context` must be an object with optional conversation_id and user_id")
+    request.conversation_id = _optional_string(context, "conversation_id", "context")
+    request.user_id = _optional_string(context, "user_id", "context")
 
 
 # Feedback columns that the feedback model declares as strings; clients send them either as

@@ -1,5 +1,8 @@
 """Small helpers shared by the demo agent's tests."""
 
+import json
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -48,3 +51,66 @@ def post_feedback(
         headers=headers,
         timeout=30,
     )
+
+
+# A question whose answer has a dozen words or more, in every style.
+QUESTION = "How is feedback posted?"
+
+
+def turn_body(schema: str, question: str = QUESTION, **extra: Any) -> dict[str, Any]:
+    """The smallest valid turn in `schema`'s request shape (protocol.md §1.2-1.5)."""
+    if schema == "responses":
+        return {"input": [{"type": "message", "role": "user", "content": question}], **extra}
+    if schema == "legacy":
+        return {"query": question, "history": [], **extra}
+    return {"messages": [{"role": "user", "content": question}], **extra}
+
+
+@dataclass
+class StreamedTurn:
+    """What a client got from a streamed turn: the data events in order, whether `[DONE]`
+    arrived, and the transport error that ended it early, if one did."""
+
+    status_code: int
+    headers: httpx.Headers
+    events: list[dict[str, Any]] = field(default_factory=list)
+    arrival_s: list[float] = field(default_factory=list)  # seconds from sending, per event
+    done: bool = False
+    error: httpx.TransportError | None = None
+    body: bytes = b""  # when the answer was not an event stream
+
+
+def stream_turn(
+    agent: DemoAgent,
+    body: dict[str, Any],
+    *,
+    endpoint: str,
+    timeout: float = 30,
+) -> StreamedTurn:
+    started = time.monotonic()
+    with httpx.stream(
+        "POST",
+        agent.invocations_url(endpoint),
+        json={**body, "stream": True},
+        headers=agent.auth_headers(),
+        timeout=timeout,
+    ) as response:
+        turn = StreamedTurn(response.status_code, response.headers)
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            turn.body = response.read()
+            return turn
+        try:
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                assert line.startswith("data: "), line
+                assert not turn.done, f"an event after [DONE]: {line}"
+                payload = line.removeprefix("data: ")
+                if payload == "[DONE]":
+                    turn.done = True
+                    continue
+                turn.events.append(json.loads(payload))
+                turn.arrival_s.append(time.monotonic() - started)
+        except httpx.TransportError as exc:
+            turn.error = exc
+    return turn

@@ -210,10 +210,11 @@ def test_a_body_that_is_not_json_is_refused(demo_agent, raw):
     assert response.json()["error_code"] == "BAD_REQUEST"
 
 
-def test_streaming_is_refused_for_now(demo_agent):
-    response = invoke(demo_agent, chat_body(stream=True))
+@pytest.mark.parametrize("stream", ["yes", 1])
+def test_a_stream_flag_that_is_not_a_boolean_is_refused(demo_agent, stream):
+    response = invoke(demo_agent, chat_body(stream=stream))
     assert response.status_code == 400
-    assert "streaming is not supported" in response.json()["message"]
+    assert "`stream` must be true or false" in response.json()["message"]
 
 
 def test_unknown_routes_and_methods_answer_databricks_style(demo_agent):

@@ -33,8 +33,16 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "error_rate": 0.0,
     "malformed_rate": 0.0,
     "feedback_error_rate": 0.0,
+    "stream_chunk_delay_ms": 15,
 }
 DEFAULT_ENDPOINT = "demo-endpoint"
+# The agent picks the schema from the endpoint's name (demo_agent/schemas.py); one name each.
+SCHEMA_ENDPOINTS = {
+    "chat_completions": DEFAULT_ENDPOINT,
+    "chat_agent": "demo-chat-agent",
+    "responses": "demo-responses",
+    "legacy": "demo-legacy",
+}
 
 
 class DemoAgentStartError(RuntimeError):
@@ -71,7 +79,8 @@ class DemoAgent:
         return response.json()["records"]
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
-        """Change knobs at run time (latency_ms, cold_start_s, *_rate); returns all knobs."""
+        """Change knobs at run time (latency_ms, cold_start_s, *_rate, stream_chunk_delay_ms);
+        returns all knobs."""
         response = self._client.post("/_demo/config", json=knobs)
         if response.status_code != 200:
             raise ValueError(f"demo agent refused {knobs}: {response.text}")
@@ -99,10 +108,13 @@ class DemoAgent:
 
 
 def flag_args(flags: dict[str, Any]) -> list[str]:
-    """{"latency_ms": 5, "token": "t"} -> ["--latency-ms", "5", "--token", "t"]; None: left out."""
+    """{"latency_ms": 5, "token": "t"} -> ["--latency-ms", "5", "--token", "t"]; None: left out;
+    True: a switch without a value (`no_traces=True` -> ["--no-traces"])."""
     args: list[str] = []
     for name, value in flags.items():
-        if value is not None:
+        if value is True:
+            args.append(f"--{name.replace('_', '-')}")
+        elif value is not None:
             args += [f"--{name.replace('_', '-')}", str(value)]
     return args
 
