@@ -8,6 +8,7 @@ from django.db.models import Count, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast
 from django.http import Http404
 
+from agents import tracking
 from agents.models import Conversation, Deployment, RequestLog
 from agents.trace_values import gc_paused
 from agents.traces import NormalizedTrace, normalize_trace
@@ -105,14 +106,25 @@ def request_get_for_user(
     user: AbstractBaseUser, request_id: str, *, with_trace: bool = True
 ) -> RequestLog:
     """The turn, or 404 unless the user may see it. A trace can be tens of MB of JSON, so pages
-    that only show whether there is one load it `with_trace=False`."""
+    that only show whether there is one load it `with_trace=False`.
+
+    `with_trace` also reads an AgentServer turn's trace from its tracking server the first time
+    (agents.tracking); when that fails, `turn.trace` stays None and `turn.trace_error` says why.
+    """
     turns = requests_visible_to(user).select_related("deployment", "user")
     if not with_trace:
         turns = _without_heavy_columns(turns)
     try:
-        return turns.get(databricks_request_id=request_id)
+        turn = turns.get(databricks_request_id=request_id)
     except RequestLog.DoesNotExist:
         raise Http404("No such request.") from None
+    if with_trace:
+        turn.trace_error = ""
+        try:
+            tracking.trace_for_turn(turn)
+        except tracking.TraceUnavailable as exc:
+            turn.trace_error = tracking.unavailable_message(exc)
+    return turn
 
 
 def _without_heavy_columns(turns: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
@@ -138,18 +150,48 @@ def conversation_turns(conversation: Conversation) -> QuerySet[RequestLog]:
     return _without_heavy_columns(turns).order_by("created_at")
 
 
-@lru_cache(maxsize=8)  # a 50,000-span trace takes tens of MB once normalized
 def trace_normalized(request_id: str) -> NormalizedTrace | None:
+    """The turn's trace as one span tree, or None. None also while an AgentServer turn's trace
+    cannot be read from its tracking server (`trace_normalized_or_raise` says why).
+
+    No access check: callers have already fetched the turn for the user.
+    """
+    try:
+        return trace_normalized_or_raise(request_id)
+    except tracking.TraceUnavailable:
+        return None
+
+
+@lru_cache(maxsize=8)  # a 50,000-span trace takes tens of MB once normalized
+def trace_normalized_or_raise(request_id: str) -> NormalizedTrace | None:
     """The turn's trace as one span tree, normalized once per process (traces never change).
+    An AgentServer turn's trace is fetched from its tracking server and stored first; a failed
+    fetch raises tracking.TraceUnavailable, which is not cached, so the next call tries again.
 
     No access check: callers have already fetched the turn for the user.
     """
     # Decoding a big trace column makes millions of objects; the cyclic GC's passes over them
     # would double the time, and none of them can form a cycle.
     with gc_paused():
-        raw = (
+        row = (
             RequestLog.objects.filter(databricks_request_id=request_id)
-            .values_list("trace", flat=True)
+            .values_list("trace", "mlflow_trace_id")
             .first()
         )
+    raw, mlflow_trace_id = row or (None, "")
+    if raw is None and mlflow_trace_id:
+        raw = _tracked_trace(request_id)
     return normalize_trace(raw) if raw else None
+
+
+def _tracked_trace(request_id: str) -> dict | None:
+    turn = (
+        RequestLog.objects.select_related("deployment")
+        .defer("request_raw", "response_raw", "trace")
+        .filter(databricks_request_id=request_id)
+        .first()
+    )
+    if turn is None:
+        return None
+    turn.trace = None  # read just now; spares loading the deferred column again
+    return tracking.trace_for_turn(turn)

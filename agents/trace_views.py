@@ -1,15 +1,21 @@
 """The request page and the trace tree's fragments: the tree, a span's children, a span's detail.
 
-A trace is normalized once per process and kept (selectors.trace_normalized), so opening spans
-of a large trace does not normalize it again for every click.
+A trace is normalized once per process and kept (selectors.trace_normalized_or_raise), so
+opening spans of a large trace does not normalize it again for every click. An AgentServer
+turn's trace is first read from its tracking server; until that works, the fragments say why
+(200, so htmx shows it) and the tree offers to try again.
 """
+
+import functools
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET
 
-from agents import selectors
+from agents import selectors, tracking
 from agents.models import RequestLog
 from agents.traces import NormalizedTrace, Span
 
@@ -20,7 +26,7 @@ EAGER_DEPTH = 1  # levels rendered with the tree; deeper ones load when opened
 def _trace_for(request: HttpRequest, request_id: str) -> tuple[RequestLog, NormalizedTrace]:
     # 404 unless allowed; the trace itself comes from the per-process cache below.
     turn = selectors.request_get_for_user(request.user, request_id, with_trace=False)
-    trace = selectors.trace_normalized(request_id)
+    trace = selectors.trace_normalized_or_raise(request_id)
     if trace is None:
         raise Http404("This answer came back without a trace.")
     return turn, trace
@@ -32,6 +38,31 @@ def _span_for(request: HttpRequest, request_id: str, span_id: str):
     if span is None:
         raise Http404("No such span in this trace.")
     return turn, trace, span
+
+
+def _unavailable_trace_said(*, retry: bool) -> Callable:
+    """Answer a failed tracking-server read with its reason instead of an error page."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            try:
+                return view(request, *args, **kwargs)
+            except tracking.TraceUnavailable as exc:
+                message = format_html(
+                    '<p class="warn" role="status">{}</p>', tracking.unavailable_message(exc)
+                )
+                if retry:
+                    message += format_html(
+                        '<button type="button" hx-get="{}" hx-target="closest .trace-body">'
+                        "Try again</button>",
+                        request.get_full_path(),
+                    )
+                return HttpResponse(message)
+
+        return wrapper
+
+    return decorate
 
 
 def _span_context(turn: RequestLog, trace: NormalizedTrace, spans: list[Span], offset: int = 0):
@@ -55,6 +86,7 @@ def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
 
 @require_GET
 @login_required
+@_unavailable_trace_said(retry=True)
 def trace_tree(request: HttpRequest, request_id: str) -> HttpResponse:
     turn, trace = _trace_for(request, request_id)
     return render(request, "agents/_trace.html", _span_context(turn, trace, trace.roots))
@@ -62,6 +94,7 @@ def trace_tree(request: HttpRequest, request_id: str) -> HttpResponse:
 
 @require_GET
 @login_required
+@_unavailable_trace_said(retry=False)
 def span_children(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
     turn, trace, span = _span_for(request, request_id, span_id)
     try:
@@ -74,6 +107,7 @@ def span_children(request: HttpRequest, request_id: str, span_id: str) -> HttpRe
 
 @require_GET
 @login_required
+@_unavailable_trace_said(retry=False)
 def span_detail(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
     turn, trace, span = _span_for(request, request_id, span_id)
     return render(request, "agents/_span_detail.html", {"turn": turn, "trace": trace, "span": span})

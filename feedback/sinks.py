@@ -230,10 +230,11 @@ def send_mlflow(delivery: Delivery, *, deadline: float) -> Outcome:
 
 def trace_id_of(request_pk: int) -> str:
     """The turn's MLflow trace id, read from the trace's `info` without loading the (possibly
-    tens of MB) trace: `trace_id` in MLflow 3, `request_id` in MLflow 2."""
+    tens of MB) trace: `trace_id` in MLflow 3, `request_id` in MLflow 2; else the id an
+    AgentServer returned, whose trace may not have been fetched yet."""
     ids = (
         RequestLog.objects.filter(pk=request_pk)
-        .values_list("trace__info__trace_id", "trace__info__request_id")
+        .values_list("trace__info__trace_id", "trace__info__request_id", "mlflow_trace_id")
         .first()
     )
     return next((str(i) for i in ids or () if isinstance(i, str) and i), "")
