@@ -15,9 +15,10 @@ from agents.models import Deployment
 from reviewapp import roles
 
 pytest_plugins = [
+    "tests.support.mlflow_server",  # before agent_server, which imports it
+    "tests.support.agent_server",
     "tests.support.asgi_server",
     "tests.support.demo_agent",
-    "tests.support.mlflow_server",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -171,3 +172,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def browser_type_launch_args(browser_type_launch_args):
     require_server(os.path.exists(CHROMIUM), f"Debian's chromium ({CHROMIUM})")
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_FLAGS}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # Once Playwright's sync API has started, the main thread has an event loop marked running,
+    # and asgiref's async_to_sync (chat.chat_turn) refuses to run there: browser tests go last.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -147,6 +147,7 @@ def test_the_launcher_serves_the_demo_deployment_and_stops_everything(tmp_path):
                 time.sleep(1)
             assert "Demo RAG agent" in page
             assert ">Reachable<" in page, "beat + worker never checked the demo agent"
+            _assert_a_streamed_turn(client)
     finally:
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=60)
@@ -168,3 +169,20 @@ def _read_until(process: subprocess.Popen, marker: str, timeout_s: float) -> str
         if marker in line:
             return "".join(seen)
     raise AssertionError("launcher did not come up:\n" + "".join(seen[-60:]))
+
+
+def _assert_a_streamed_turn(client: httpx.Client) -> None:
+    """The demo ChatAgent streams through the app under uvicorn, as `make run` serves it."""
+    listed = client.get("/api/v1/deployments/", params={"model_name": "main.demo.chat_agent"})
+    deployment_id = listed.json()["results"][0]["id"]
+    form = {
+        "message": "What is MLflow tracing?",
+        "custom_inputs": "{}",
+        "idempotency_key": "make-run-1",
+        "csrfmiddlewaretoken": client.cookies["csrftoken"],
+    }
+    events = []
+    with client.stream("POST", f"/chat/{deployment_id}/stream/", data=form) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        events = [line for line in response.iter_lines() if line.startswith("event: ")]
+    assert events.count("event: delta") > 3 and events[-1] == "event: done"
