@@ -49,6 +49,8 @@ class TurnOutputSerializer(serializers.Serializer):
             data["error"] = {"message": turn.error, "detail": turn.error_detail}
         if self.context.get("with_trace"):
             data["trace"] = normalize_trace(turn.trace).to_dict() if turn.trace else None
+            if getattr(turn, "trace_error", ""):  # an AgentServer trace not on MLflow yet
+                data["trace_error"] = turn.trace_error
         return data
 
 
