@@ -10,9 +10,7 @@ passes every request on unless its script says otherwise.
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -26,6 +24,7 @@ from feedback import services
 from feedback.models import Delivery, DeliveryStatus
 from feedback.sinks import trace_id_of
 from tests.support.servers import free_port
+from tests.support.turns import logged_turn
 
 pytestmark = pytest.mark.integration
 
@@ -231,20 +230,7 @@ def server_deployment(deployment_factory, mlflow_server):
 
 def agent_server_turn(deployment, user, trace_id: str) -> RequestLog:
     """A turn as an AgentServer answer leaves it: a trace id, no trace."""
-    now = time.time()
-    return RequestLog.objects.create(
-        deployment=deployment,
-        user=user,
-        client_request_id=str(uuid.uuid4()),
-        databricks_request_id=str(uuid.uuid4()),
-        date=datetime.fromtimestamp(now, UTC).date(),
-        timestamp_ms=int(now * 1000),
-        status_code=200,
-        execution_time_ms=40,
-        request="What is MLflow tracing?",
-        response="MLflow tracing records each step of an agent as a span [1].",
-        mlflow_trace_id=trace_id,
-    )
+    return logged_turn(deployment, user, mlflow_trace_id=trace_id)
 
 
 def test_a_turn_fetches_its_trace_once_and_keeps_it(server_deployment, reviewer, made_trace, proxy):

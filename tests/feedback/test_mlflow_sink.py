@@ -5,10 +5,6 @@ rating overrides them, and a trace the server does not have fails the delivery r
 The delivery runs in this process (`delivery_run`), with real HTTP through feedback/transport.py.
 """
 
-import time
-import uuid
-from datetime import UTC, datetime
-
 import pytest
 
 from agents.models import RequestLog
@@ -18,6 +14,7 @@ from feedback import services
 from feedback.models import Delivery, DeliveryStatus
 from tests.support import mlflow_server as server_support
 from tests.support.mlflow_traces import make_trace as make_serving_trace
+from tests.support.turns import logged_turn as support_turn
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +38,9 @@ def mlflow_deployment(deployment_factory, mlflow_server):
 
 def logged_turn(deployment, user, trace: dict) -> RequestLog:
     """A successful turn carrying this trace, as chat_turn saves it."""
-    now = time.time()
-    return RequestLog.objects.create(
-        deployment=deployment,
-        user=user,
-        client_request_id=str(uuid.uuid4()),
-        databricks_request_id=str(uuid.uuid4()),
-        date=datetime.fromtimestamp(now, UTC).date(),
-        timestamp_ms=int(now * 1000),
-        status_code=200,
-        execution_time_ms=40,
+    return support_turn(
+        deployment,
+        user,
         request=server_support.TRACE_QUESTION,
         response=server_support.TRACE_ANSWER,
         trace=trace,

@@ -32,7 +32,14 @@ DEMO_CUSTOM_INPUTS_SCHEMA = {
 
 # The demo agent picks the schema from the endpoint name (demo_agent/README.md); these show each
 # schema, streaming, `auto` detection from the endpoint's task, and an OpenAI-compatible endpoint.
+# The first is the one `make run` prints.
 DEMO_VARIANTS = [
+    {
+        "model_name": DEMO_MODEL_NAME,
+        "display_name": "Demo RAG agent",
+        "endpoint_name": DEMO_ENDPOINT_NAME,
+        "agent_schema": "chat_completions",
+    },
     {
         "model_name": "main.demo.chat_agent",
         "display_name": "Demo ChatAgent (streaming, schema detected)",
@@ -77,9 +84,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         ensure_roles()
         username, password_note = self._ensure_admin()
-        deployment = self._ensure_demo_deployment()
-        for variant in DEMO_VARIANTS:
-            self._ensure_variant(variant)
+        deployment, *_ = [self._ensure_demo_deployment(variant) for variant in DEMO_VARIANTS]
         self.stdout.write(f"Admin login: {username} / {password_note}")
         self.stdout.write(
             f"Demo deployment: {deployment.model_at_version} -> {deployment.query_endpoint}"
@@ -109,35 +114,7 @@ class Command(BaseCommand):
                 return username, known
         return username, "(password unchanged: the one you set)"
 
-    def _ensure_demo_deployment(self) -> Deployment:
-        fields = {
-            "display_name": "Demo RAG agent",
-            "endpoint_name": DEMO_ENDPOINT_NAME,
-            "query_endpoint": (
-                f"{settings.DEMO_AGENT_URL}/serving-endpoints/{DEMO_ENDPOINT_NAME}/invocations"
-            ),
-            "agent_schema": "chat_completions",
-            "feedback_sink": "databricks_feedback",
-            "feedback_endpoint": "",  # derived from query_endpoint, so a port change follows
-            "default_custom_inputs": {"top_k": 3, "style": "concise"},
-            "custom_inputs_schema": DEMO_CUSTOM_INPUTS_SCHEMA,
-            "reviewer_instructions": DEMO_INSTRUCTIONS,
-        }
-        existing = Deployment.objects.filter(
-            model_name=DEMO_MODEL_NAME, model_version=DEMO_MODEL_VERSION
-        ).first()
-        if existing is None:
-            return services.deployment_create(
-                model_name=DEMO_MODEL_NAME, model_version=DEMO_MODEL_VERSION, **fields
-            )
-        # Keep an admin's edits; only follow the demo agent if it moved to another port.
-        if existing.query_endpoint != fields["query_endpoint"]:
-            return services.deployment_update(
-                deployment=existing, query_endpoint=fields["query_endpoint"], feedback_endpoint=""
-            )
-        return existing
-
-    def _ensure_variant(self, variant: dict) -> Deployment:
+    def _ensure_demo_deployment(self, variant: dict) -> Deployment:
         fields = dict(variant)
         model_name = fields.pop("model_name")
         endpoint = fields["endpoint_name"]
@@ -145,6 +122,7 @@ class Command(BaseCommand):
             f"{settings.DEMO_AGENT_URL}/serving-endpoints/{endpoint}/invocations"
         )
         fields.setdefault("feedback_sink", "databricks_feedback")
+        fields.setdefault("feedback_endpoint", "")  # derived from query_endpoint: follows a port
         fields.setdefault("default_custom_inputs", {"top_k": 3, "style": "concise"})
         fields.setdefault("custom_inputs_schema", DEMO_CUSTOM_INPUTS_SCHEMA)
         fields.setdefault("reviewer_instructions", DEMO_INSTRUCTIONS)
@@ -155,6 +133,7 @@ class Command(BaseCommand):
             return services.deployment_create(
                 model_name=model_name, model_version=DEMO_MODEL_VERSION, **fields
             )
+        # Keep an admin's edits; only follow the demo agent if it moved to another port.
         if existing.query_endpoint != fields["query_endpoint"]:
             return services.deployment_update(
                 deployment=existing, query_endpoint=fields["query_endpoint"], feedback_endpoint=""
