@@ -70,6 +70,22 @@ def begin(turn_input: "TurnInput") -> Begun | RequestLog | None:
     return Begun(turn=turn, messages=messages)
 
 
+def begin_and_release(turn_input: "TurnInput") -> Begun | RequestLog | None:
+    try:
+        return begin(turn_input)
+    finally:
+        release_connections()
+
+
+def release_connections() -> None:
+    """Give this thread's database connections back (to psycopg's pool under ASGI) before the
+    turn waits for its agent: a thousand turns in flight must not hold a thousand connections
+    (or wait for one of the pool's few). Not inside a transaction: tests run in one."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
 def _claim_key(turn_input: "TurnInput") -> RequestLog | bool | None:
     """False: the key is ours now. A RequestLog: that key's turn. None: still being sent."""
     user, key = turn_input.user, turn_input.idempotency_key
@@ -94,9 +110,13 @@ def _claim_key(turn_input: "TurnInput") -> RequestLog | bool | None:
     return None
 
 
-def keyed_turn(user, key: str) -> RequestLog | None:
-    claim = TurnKey.objects.select_related("turn").filter(user=user, key=key).first()
-    return claim.turn if claim is not None else None
+def keyed_turn(user, key: str, *, release: bool = False) -> RequestLog | None:
+    try:
+        claim = TurnKey.objects.select_related("turn").filter(user=user, key=key).first()
+        return claim.turn if claim is not None else None
+    finally:
+        if release:  # polled while another send runs: hold no connection between polls
+            release_connections()
 
 
 def keep_raw(turn: RequestLog, field_name: str, text: str) -> None:

@@ -89,7 +89,7 @@ async def send_turn(turn_input: TurnInput) -> TurnDone:
 
 async def run_turn(turn_input: TurnInput, *, stream: bool) -> AsyncIterator[TurnEvent]:
     """The turn's events: text deltas and display items while streaming, then TurnDone."""
-    begun = await sync_to_async(turn_log.begin)(turn_input)
+    begun = await sync_to_async(turn_log.begin_and_release)(turn_input)
     if isinstance(begun, RequestLog):
         yield TurnDone(begun, replayed=True)
         return
@@ -189,7 +189,9 @@ async def _wait_for_first_send(turn_input: TurnInput) -> RequestLog:
     deadline = time.monotonic() + turn_input.deployment.request_timeout_s + 10
     while time.monotonic() < deadline:
         await asyncio.sleep(KEY_POLL_S)
-        turn = await sync_to_async(turn_log.keyed_turn)(turn_input.user, turn_input.idempotency_key)
+        turn = await sync_to_async(turn_log.keyed_turn)(
+            turn_input.user, turn_input.idempotency_key, release=True
+        )
         if turn is not None:
             return turn
     raise TurnInProgress("This message is still being sent; its answer will appear shortly.")
