@@ -57,14 +57,15 @@ INSTALLED_APPS = [
     "feedback",
 ]
 
+# Django's own, with the ones that do no I/O run inline under ASGI (reviewapp/middleware.py).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "reviewapp.middleware.InlineSecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "reviewapp.middleware.InlineCommonMiddleware",
+    "reviewapp.middleware.InlineCsrfViewMiddleware",
+    "reviewapp.middleware.InlineAuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "reviewapp.middleware.InlineXFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
