@@ -62,7 +62,9 @@ def http_client() -> httpx.AsyncClient:
             limits=httpx.Limits(
                 max_connections=settings.AGENT_MAX_CONNECTIONS,
                 max_keepalive_connections=settings.AGENT_MAX_CONNECTIONS,
-                keepalive_expiry=30,
+                # Below uvicorn's 5 s keep-alive: a connection the agent is closing is not
+                # picked for a turn (it would fail with a ReadError).
+                keepalive_expiry=4,
             ),
             follow_redirects=False,
         )
