@@ -78,12 +78,15 @@ class Service:
 
 
 class DemoAgent(Service):
-    def __init__(self):
+    """`python -m demo_agent` on a free port, answering; `flags` add knobs (bench/proxy.py gives
+    --latency-ms), `name` tells the processes (and their logs) apart."""
+
+    def __init__(self, flags: tuple[str, ...] = (), name: str = "demo-agent"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.feedback_log = config.VAR_DIR / "feedback.jsonl"
-        argv = [sys.executable, "-m", "demo_agent", "--port", str(self.port)]
-        super().__init__("demo-agent", [*argv, "--feedback-log", str(self.feedback_log)])
+        self.feedback_log = config.VAR_DIR / f"{name}-feedback.jsonl"
+        argv = [sys.executable, "-m", "demo_agent", "--port", str(self.port), *flags]
+        super().__init__(name, [*argv, "--feedback-log", str(self.feedback_log)])
         self.wait_for(f"{self.url}/health")
 
     @property

@@ -52,6 +52,22 @@ def reset_ratings() -> None:
     redis.Redis.from_url(config.ARGS.broker_url).flushdb()
 
 
+def reviewers_ensure(count: int, prefix: str = "bench-reviewer") -> list[Reviewer]:
+    """`count` users named `{prefix}-NNN` with the reviewer role and a DRF token (bench/proxy.py
+    uses it too); those of earlier runs are reused."""
+    User = get_user_model()
+    people = []
+    for i in range(count):
+        user, created = User.objects.get_or_create(
+            username=f"{prefix}-{i:03d}", defaults={"email": f"{prefix}-{i:03d}@example.com"}
+        )
+        if created or not roles.can_review(user):
+            user_set_role(user=user, role=roles.REVIEWER)
+        token, _ = Token.objects.get_or_create(user=user)
+        people.append(Reviewer(user, token.key))
+    return people
+
+
 def set_up(agent: DemoAgent, reviewers: int, turns: int) -> tuple[list[Reviewer], list[Turn]]:
     """The database migrated, `reviewers` reviewers with tokens, the deployment pointed at this
     run's demo agent, and `turns` chat turns of it (those of earlier runs are reused)."""
@@ -72,17 +88,7 @@ def set_up(agent: DemoAgent, reviewers: int, turns: int) -> tuple[list[Reviewer]
         )
     else:  # the demo agent has a new port every run
         deployment = agent_services.deployment_update(deployment=deployment, **fields)
-    User = get_user_model()
-    people = []
-    for i in range(reviewers):
-        user, created = User.objects.get_or_create(
-            username=f"bench-reviewer-{i:03d}",
-            defaults={"email": f"bench-reviewer-{i:03d}@example.com"},
-        )
-        if created or not roles.can_review(user):
-            user_set_role(user=user, role=roles.REVIEWER)
-        token, _ = Token.objects.get_or_create(user=user)
-        people.append(Reviewer(user, token.key))
+    people = reviewers_ensure(reviewers)
     existing = list(
         RequestLog.objects.filter(deployment=deployment, error="").order_by("pk")[:turns]
     )
