@@ -1,6 +1,5 @@
 """REST API for chat turns and the request log."""
 
-import json
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -14,11 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import chat, selectors
-from agents.models import RequestLog, TurnKey
+from agents import chat, selectors, turn_log
+from agents.models import RequestLog
 from agents.schemas import ItemAdded, TextDelta
 from agents.traces import normalize_trace
-from agents.turns import TurnInProgress, TurnInput, run_turn, send_turn
+from agents.turns import TurnInProgress, TurnInput, run_turn, send_turn, sse
 from reviewapp import roles
 
 
@@ -95,14 +94,13 @@ class DeploymentChatApi(APIView):
             *history, last = [dict(m) for m in data["messages"]]
             message = last["content"]
         key = data.get("idempotency_key", "")
-        earlier = key and TurnKey.objects.filter(user=request.user, key=key).first()
-        if earlier and earlier.conversation_id:
-            conversation = earlier.conversation
-        elif "conversation_id" in data:
+        # A retried send goes to its first send's conversation (it must not start another).
+        conversation = turn_log.conversation_of_key(request.user, key)
+        if conversation is None and "conversation_id" in data:
             conversation = selectors.conversation_get_for_user(
                 request.user, deployment, data["conversation_id"]
             )
-        else:
+        if conversation is None:
             chat.validate_turn(
                 deployment=deployment,
                 message=message,
@@ -153,17 +151,13 @@ async def _api_events(turn_input: TurnInput) -> AsyncIterator[str]:
     try:
         async for event in run_turn(turn_input, stream=True):
             if isinstance(event, TextDelta):
-                yield _sse("delta", {"text": event.text})
+                yield sse("delta", {"text": event.text})
             elif isinstance(event, ItemAdded):
-                yield _sse("item", {"item": event.item})
+                yield sse("item", {"item": event.item})
             else:
-                yield _sse("done", _turn_body(event.turn))
+                yield sse("done", _turn_body(event.turn))
     except (DjangoValidationError, TurnInProgress) as exc:
-        yield _sse("error", _problem(exc))
-
-
-def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+        yield sse("error", _problem(exc))
 
 
 def _turn_body(turn: RequestLog) -> dict:

@@ -2,7 +2,6 @@
 
 Sending is async (agents/turns.py): under ASGI a turn waiting for its agent holds no thread."""
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -18,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, reswap, retarget
 
 from agents import chat, custom_inputs, selectors, turn_log, turns
-from agents.models import Deployment, RequestLog, TurnKey
+from agents.models import Deployment, RequestLog
 from agents.schemas import ItemAdded, TextDelta
 from reviewapp import roles
 
@@ -96,22 +95,18 @@ async def _stream_events(
     try:
         async for event in turns.run_turn(turn_input, stream=True):
             if isinstance(event, TextDelta):
-                yield _sse("delta", {"text": event.text})
+                yield turns.sse("delta", {"text": event.text})
             elif isinstance(event, ItemAdded):
                 html = render_to_string("agents/_output_item.html", {"item": event.item})
-                yield _sse("item", {"html": html})
+                yield turns.sse("item", {"html": html})
             else:
                 html = await sync_to_async(_sent_html)(request, turn_input, event.turn, is_new)
                 url = _conversation_url(turn_input) if is_new else ""
-                yield _sse("done", {"html": html, "url": url})
+                yield turns.sse("done", {"html": html, "url": url})
     except ValidationError as exc:
-        yield _sse("error", {"message": " ".join(exc.messages)})
+        yield turns.sse("error", {"message": " ".join(exc.messages)})
     except turns.TurnInProgress as exc:
-        yield _sse("error", {"message": str(exc)})
-
-
-def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+        yield turns.sse("error", {"message": str(exc)})
 
 
 @require_GET
@@ -140,14 +135,11 @@ def _turn_input(request: HttpRequest, user, pk: int) -> tuple[turns.TurnInput, b
     message = request.POST.get("message", "")
     inputs = custom_inputs.parse_custom_inputs_text(request.POST.get("custom_inputs", ""))
     chat.validate_turn(deployment=deployment, message=message, custom_inputs=inputs)
-    earlier = (
-        key and TurnKey.objects.filter(user=user, key=key).select_related("conversation").first()
-    )
-    if earlier and earlier.conversation is not None:
-        conversation = earlier.conversation  # a retried send: the same conversation
-    elif conversation_id:
+    # A retried send goes to its first send's conversation (it must not start another).
+    conversation = turn_log.conversation_of_key(user, key)
+    if conversation is None and conversation_id:
         conversation = selectors.conversation_get_for_user(user, deployment, conversation_id)
-    else:
+    if conversation is None:
         conversation = chat.conversation_create(deployment=deployment, user=user)
     turn_input = turns.TurnInput(
         deployment=deployment,

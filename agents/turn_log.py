@@ -110,6 +110,14 @@ def _claim_key(turn_input: "TurnInput") -> RequestLog | bool | None:
     return None
 
 
+def conversation_of_key(user, key: str) -> Conversation | None:
+    """The conversation a retried send's first send went to (so it starts no other one)."""
+    if not key:
+        return None
+    claim = TurnKey.objects.select_related("conversation").filter(user=user, key=key).first()
+    return claim.conversation if claim is not None else None
+
+
 def keyed_turn(user, key: str, *, release: bool = False) -> RequestLog | None:
     try:
         claim = TurnKey.objects.select_related("turn").filter(user=user, key=key).first()
@@ -142,8 +150,7 @@ def keep_partial(turn: RequestLog, reply: AgentReply | None) -> None:
     """A stream that ended early: keep the answer so far, marked incomplete."""
     if reply is None or not (reply.text or reply.items):
         return
-    status_code = turn.status_code
-    apply_reply(turn, reply, status_code)
+    apply_reply(turn, reply, turn.status_code)
     turn.incomplete = True
 
 
@@ -178,8 +185,6 @@ def finish_and_close(turn_input: "TurnInput", turn: RequestLog, detected_schema:
 
 
 def _save_turn(turn: RequestLog, conversation: Conversation) -> RequestLog:
-    if turn.status_code is None:
-        turn.status_code = 0
     request_id = turn.databricks_request_id
     # The id a rating refers to: the agent's, unless it gave none, one that cannot sit in a URL
     # or an HTML id, or one we already have; then ours, and the agent's is kept in the metadata.

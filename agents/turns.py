@@ -174,6 +174,11 @@ async def run_turn(turn_input: TurnInput, *, stream: bool) -> AsyncIterator[Turn
     yield TurnDone(saved)
 
 
+def sse(event: str, data: dict) -> str:
+    """One event of the app's own streams (the page's and the API's)."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
 def _partial(assembler) -> AgentReply | None:
     return assembler.reply() if assembler is not None else None
 
