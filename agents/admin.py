@@ -12,7 +12,7 @@ class DeploymentAdmin(admin.ModelAdmin):
         "model_version",
         "endpoint_name",
         "agent_schema",
-        "feedback_sink",
+        "ratings_go_to",
         "enabled",
         "health_status",
         "updated_at",
@@ -23,6 +23,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     inlines = [QuestionInline]
     readonly_fields = [
         "review_app_url",
+        "ratings_go_to",
         "health_status",
         "health_detail",
         "health_checked_at",
@@ -56,7 +57,14 @@ class DeploymentAdmin(admin.ModelAdmin):
         ),
         (
             "Feedback",
-            {"fields": ["feedback_sink", "feedback_endpoint", "feedback_json_strings"]},
+            {
+                "fields": [
+                    "feedback_sink",
+                    "feedback_endpoint",
+                    "feedback_json_strings",
+                    "ratings_go_to",
+                ]
+            },
         ),
         (
             "Chat",
@@ -76,6 +84,11 @@ class DeploymentAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    @admin.display(description="Ratings go to")
+    def ratings_go_to(self, deployment: Deployment) -> str:
+        # An unsaved form's defaults say nothing yet about where its ratings would go.
+        return deployment.feedback_destination if deployment.pk else ""
 
 
 @admin.register(RequestLog)

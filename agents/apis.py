@@ -45,6 +45,7 @@ _SECRET_LOOKING_KEYS = {"token", "auth_token", "api_key", "password", "secret", 
 class DeploymentOutputSerializer(serializers.ModelSerializer):
     review_app_url = serializers.CharField(read_only=True)
     health = serializers.SerializerMethodField()
+    feedback_destination = serializers.SerializerMethodField()
 
     class Meta:
         model = Deployment
@@ -54,6 +55,7 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
             "detected_schema",
             "review_app_url",
             "health",
+            "feedback_destination",
             "created_at",
             "updated_at",
         ]
@@ -63,6 +65,14 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
             "status": deployment.health_status,
             "detail": deployment.health_detail,
             "checked_at": deployment.health_checked_at,
+        }
+
+    def get_feedback_destination(self, deployment: Deployment) -> dict:
+        """Where ratings really go, with `feedback_sink: auto` resolved from the endpoint kind."""
+        return {
+            "sink": deployment.effective_feedback_sink,
+            "endpoint": deployment.effective_feedback_endpoint,
+            "description": deployment.feedback_destination,
         }
 
 

@@ -237,9 +237,9 @@ def _finish_retrying(batch, outcome, **kwargs) -> None:
 
 def _send(first: Delivery, batch: list[Delivery], deadline: float) -> sinks.Outcome:
     deployment = first.deployment
-    if deployment.feedback_sink != first.sink:
+    if deployment.effective_feedback_sink != first.sink:
         return sinks.Outcome(
-            "failed", None, f"The deployment's sink is now {deployment.feedback_sink!r}."
+            "failed", None, f"The deployment's sink is now {deployment.effective_feedback_sink!r}."
         )
     if first.sink == FeedbackSink.DATABRICKS:
         return sinks.send_databricks(deployment, batch)

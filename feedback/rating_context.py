@@ -15,8 +15,8 @@ def _status(turn: RequestLog, rating: Rating | None) -> dict[str, Any]:
     return {
         "rating": rating,
         "delivery": delivery,
-        "forwards": turn.deployment.feedback_sink != FeedbackSink.NONE,
-        "sink_label": turn.deployment.get_feedback_sink_display(),
+        "forwards": turn.deployment.effective_feedback_sink != FeedbackSink.NONE,
+        "destination": turn.deployment.feedback_destination,
         "in_flight": bool(
             delivery and delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
         ),

@@ -107,7 +107,7 @@ def rating_create(
         text_assessment=text,
         retrieval_assessments=documents,
     )
-    sink, deliveries = turn.deployment.feedback_sink, []
+    sink, deliveries = turn.deployment.effective_feedback_sink, []
     if sink != FeedbackSink.NONE:
         # Older versions not sent yet are replaced by this one, which carries all of them.
         Delivery.objects.filter(

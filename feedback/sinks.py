@@ -103,7 +103,7 @@ def send_databricks(deployment: Deployment, deliveries: list[Delivery]) -> Outco
         databricks_record(d.rating, as_json_strings=deployment.feedback_json_strings)
         for d in ordered
     ]
-    return _post(deployment.feedback_endpoint, {"dataframe_records": records}, headers)
+    return _post(deployment.effective_feedback_endpoint, {"dataframe_records": records}, headers)
 
 
 def _batch_key(deliveries: list[Delivery]) -> str:
@@ -180,7 +180,7 @@ def _previous_assessment_ids(rating: Rating) -> dict[str, str]:
             rating__request_id=rating.request_id,
             rating__reviewer_id=rating.reviewer_id,
             rating__created_at__lte=rating.created_at,
-            sink=rating.deployment.feedback_sink,
+            sink=rating.deployment.effective_feedback_sink,
             status=DeliveryStatus.SENT,
         )
         .exclude(rating_id=rating.pk)
@@ -200,7 +200,7 @@ def send_mlflow(delivery: Delivery, *, deadline: float) -> Outcome:
     headers = _headers(deployment, str(delivery.idempotency_key))
     if isinstance(headers, Outcome):
         return headers
-    base = deployment.feedback_endpoint.rstrip("/")
+    base = deployment.effective_feedback_endpoint.rstrip("/")
     url = f"{base}/api/3.0/mlflow/traces/{trace_id}/assessments"
     created: dict[str, str] = dict(delivery.sink_state.get("assessment_ids", {}))
     overridden = _previous_assessment_ids(rating)

@@ -27,9 +27,22 @@ class EndpointKind(models.TextChoices):
 
 
 class FeedbackSink(models.TextChoices):
+    """Where a deployment's ratings are forwarded (a delivery's sink is always one of these)."""
+
     DATABRICKS = "databricks_feedback", "Databricks feedback endpoint"
     MLFLOW = "mlflow_assessments", "MLflow assessments API"
     NONE = "none", "None (ratings stay in this app)"
+
+
+# A deployment may leave its sink to its endpoint kind: Databricks endpoints take feedback at
+# their `feedback` served model, an AgentServer's traces live on its tracking server, and an
+# OpenAI-compatible endpoint has nowhere to send it.
+FEEDBACK_SINK_AUTO = "auto"
+DEFAULT_SINK_OF_KIND = {
+    "databricks": FeedbackSink.DATABRICKS,
+    "mlflow_agent_server": FeedbackSink.MLFLOW,
+    "openai_compatible": FeedbackSink.NONE,
+}
 
 
 class AuthKind(models.TextChoices):
@@ -100,13 +113,19 @@ class Deployment(models.Model):
         help_text="OpenAI-compatible endpoints: the `model` to ask for (vLLM and Ollama need it).",
     )
     feedback_sink = models.CharField(
-        max_length=24, choices=FeedbackSink.choices, default=FeedbackSink.NONE
+        max_length=24,
+        choices=[(FEEDBACK_SINK_AUTO, "Default for the endpoint kind"), *FeedbackSink.choices],
+        default=FEEDBACK_SINK_AUTO,
+        help_text="Where ratings are forwarded. The default follows the endpoint kind: "
+        "Databricks → its feedback endpoint, MLflow AgentServer → MLflow assessments on its "
+        "tracking server, OpenAI-compatible → kept in this app only.",
     )
     feedback_endpoint = v.HttpUrlField(
         max_length=2000,
         blank=True,
-        help_text="Databricks: the feedback model's invocations URL (derived when left blank). "
-        "MLflow: the tracking server's URL.",
+        help_text="Databricks: the feedback model's invocations URL (derived from the query "
+        "endpoint when left blank). MLflow: the tracking server's URL (the AgentServer's "
+        "tracking URI when left blank).",
     )
     feedback_json_strings = models.BooleanField(
         default=False,
@@ -173,6 +192,41 @@ class Deployment(models.Model):
         return self.detected_schema or AgentSchema.AUTO
 
     @property
+    def effective_feedback_sink(self) -> str:
+        """Where ratings go: the chosen sink, else the endpoint kind's default."""
+        if self.feedback_sink != FEEDBACK_SINK_AUTO:
+            return self.feedback_sink
+        return DEFAULT_SINK_OF_KIND.get(self.endpoint_kind, FeedbackSink.NONE)
+
+    @property
+    def effective_feedback_endpoint(self) -> str:
+        """The URL ratings are sent to: the one given, else derived when the sink allows it
+        (derived on use, so it follows a changed query endpoint, kind or tracking URI)."""
+        if self.feedback_endpoint:
+            return self.feedback_endpoint
+        sink = self.effective_feedback_sink
+        if sink == FeedbackSink.MLFLOW:
+            return self.mlflow_tracking_uri
+        if sink == FeedbackSink.DATABRICKS and self.query_endpoint:
+            origin = urlsplit(self.query_endpoint)
+            endpoint_name = self.endpoint_name or self._derived_endpoint_name()
+            return (
+                f"{origin.scheme}://{origin.netloc}/serving-endpoints/"
+                f"{endpoint_name}/served-models/feedback/invocations"
+            )
+        return ""
+
+    @property
+    def feedback_destination(self) -> str:
+        """Where ratings go, in words, for pages ("kept here only" when nowhere else)."""
+        sink = self.effective_feedback_sink
+        if sink == FeedbackSink.NONE:
+            return "kept here only"
+        host = urlsplit(self.effective_feedback_endpoint).netloc
+        label = FeedbackSink(sink).label
+        return f"{label} at {host}" if host else f"{label} (no URL: ratings will fail)"
+
+    @property
     def model_at_version(self) -> str:
         return f"{self.model_name}@{self.model_version}"
 
@@ -189,7 +243,9 @@ class Deployment(models.Model):
             errors["mlflow_tracking_uri"] = [
                 "An AgentServer's traces are read from its tracking server: give its URL."
             ]
-        if self.feedback_sink == FeedbackSink.MLFLOW and not self.feedback_endpoint:
+        if self.effective_feedback_sink == FeedbackSink.MLFLOW and not (
+            self.effective_feedback_endpoint
+        ):
             errors["feedback_endpoint"] = ["Give the MLflow tracking server's URL."]
         if self.auth_kind == AuthKind.ENV_TOKEN and not self.auth_env_var:
             errors["auth_env_var"] = ["Name the environment variable that holds the token."]
@@ -202,29 +258,16 @@ class Deployment(models.Model):
     def _fill_derived_names(self) -> None:
         if not (self.model_name and self.model_version):
             return
-        base = v.sanitize_model_name(self.model_name)
         if not self.endpoint_name:
-            self.endpoint_name = f"agents_{base}"[:63]
+            self.endpoint_name = self._derived_endpoint_name()
         if not self.served_entity_name:
+            base = v.sanitize_model_name(self.model_name)
             self.served_entity_name = f"{base}_{self.model_version}"[:63]
         if not self.display_name:
             self.display_name = self.model_at_version
-        if (
-            self.feedback_sink == FeedbackSink.MLFLOW
-            and not self.feedback_endpoint
-            and self.mlflow_tracking_uri
-        ):
-            self.feedback_endpoint = self.mlflow_tracking_uri
-        if (
-            self.feedback_sink == FeedbackSink.DATABRICKS
-            and not self.feedback_endpoint
-            and self.query_endpoint
-        ):
-            origin = urlsplit(self.query_endpoint)
-            self.feedback_endpoint = (
-                f"{origin.scheme}://{origin.netloc}/serving-endpoints/"
-                f"{self.endpoint_name}/served-models/feedback/invocations"
-            )
+
+    def _derived_endpoint_name(self) -> str:
+        return f"agents_{v.sanitize_model_name(self.model_name)}"[:63]
 
     def _custom_inputs_errors(self) -> dict[str, list[str]]:
         schema = self.custom_inputs_schema

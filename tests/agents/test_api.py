@@ -54,7 +54,7 @@ def test_it_lists_with_databricks_field_names(api_client, admin_user, deployment
     ):
         assert field in row
     assert row["review_app_url"].endswith(f"/chat/{deployment.pk}/")
-    assert row["feedback_endpoint"].endswith("/served-models/feedback/invocations")
+    assert row["feedback_destination"]["endpoint"].endswith("/served-models/feedback/invocations")
 
 
 def test_it_filters_by_model_name_and_version(api_client, admin_user, deployment_factory):

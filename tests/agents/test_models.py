@@ -37,7 +37,7 @@ def test_it_derives_names_as_databricks_does():
 
 def test_it_derives_the_databricks_feedback_endpoint():
     deployment = create(feedback_sink="databricks_feedback")
-    assert deployment.feedback_endpoint == (
+    assert deployment.effective_feedback_endpoint == (
         "https://host.example.com/serving-endpoints/agents_main-agents-rag_bot/"
         "served-models/feedback/invocations"
     )

@@ -43,7 +43,7 @@ def test_a_delivery_posts_the_protocol_record_once(turn, reviewer, fake_sink):
     assert delivery.delivery_run(d.pk, task_id="t-2") == "skipped"  # a duplicate message
     assert len(fake_sink.posts) == 1
     post = fake_sink.posts[0]
-    assert post["url"] == turn.deployment.feedback_endpoint
+    assert post["url"] == turn.deployment.effective_feedback_endpoint
     assert post["headers"]["Idempotency-Key"] == str(d.idempotency_key)
     assert post["body"] == {
         "dataframe_records": [

@@ -26,7 +26,7 @@ def test_reviewers_see_the_rating_bar_and_stakeholders_do_not(
     page = client.get(f"/requests/{turn.databricks_request_id}/").content.decode()
     assert "Is this response correct for your question?" in page
     assert 'name="q_answer_correct" value="negative"' in page
-    assert "Not rated yet." in page
+    assert "Not rated yet · ratings go to the Databricks feedback endpoint at 127.0.0.1" in page
 
 
 def test_the_bar_saves_a_rating_and_shows_it_saved(client, turn, reviewer):
@@ -39,7 +39,7 @@ def test_the_bar_saves_a_rating_and_shows_it_saved(client, turn, reviewer):
     html = response.content.decode()
     assert response.status_code == 200
     assert 'value="negative" checked' in html
-    assert "Saved · delivering…" in html
+    assert "Saved · delivering to the Databricks feedback endpoint at 127.0.0.1" in html
     assert "every 2s" in html  # polls until delivered
     rating = Rating.objects.get()
     assert rating.text_assessment == {
@@ -51,6 +51,18 @@ def test_the_bar_saves_a_rating_and_shows_it_saved(client, turn, reviewer):
     Delivery.objects.update(status="sent", sent_at=timezone.now(), attempts=1)
     status = client.get(f"{rate_url(turn)}status/").content.decode()
     assert "delivered" in status and "every 2s" not in status
+    assert "to the Databricks feedback endpoint at 127.0.0.1" in status
+
+
+def test_a_rating_on_a_deployment_without_a_sink_says_it_stays_here(client, turn, reviewer):
+    turn.deployment.feedback_sink = "none"
+    turn.deployment.save(update_fields=["feedback_sink"])
+    client.force_login(reviewer)
+    before = client.get(f"/requests/{turn.databricks_request_id}/").content.decode()
+    assert "Not rated yet · ratings are kept here only." in before
+    html = client.post(rate_url(turn), {"q_answer_correct": "positive"}, **HTMX).content.decode()
+    assert "Saved · " in html and "kept here only" in html
+    assert "delivering" not in html and not Delivery.objects.exists()
 
 
 def test_a_bad_value_is_explained_and_nothing_is_saved(client, turn, reviewer):

@@ -31,7 +31,7 @@ def reviewer_login(transactional_db, django_user_model):
 
 def endpoint_name(deployment) -> str:
     """The <name> in …/serving-endpoints/<name>/served-models/feedback/invocations."""
-    parts = urlsplit(deployment.feedback_endpoint).path.split("/")
+    parts = urlsplit(deployment.effective_feedback_endpoint).path.split("/")
     return parts[parts.index("serving-endpoints") + 1]
 
 
@@ -77,7 +77,7 @@ def test_a_reviewer_rates_an_answer_and_a_document_and_the_sink_gets_it(
     log_in(page, live_server)
     turn, request_id = ask(page, live_server, demo_deployment)
     bar = turn.get_by_role("form", name="Rate this answer")
-    expect(bar.get_by_role("status")).to_have_text("Not rated yet.")
+    expect(bar.get_by_role("status")).to_contain_text("Not rated yet")
 
     down = bar.get_by_role("radio", name="No (thumbs down)")
     save(page, bar, down.check)

@@ -195,6 +195,14 @@ def test_a_deployment_without_a_sink_keeps_ratings_without_a_delivery(turn, revi
     assert rating.pk and not Delivery.objects.exists()
 
 
+def test_a_databricks_deployment_left_on_the_default_sink_forwards_its_ratings(turn, reviewer):
+    turn.deployment.feedback_sink = "auto"
+    turn.deployment.save(update_fields=["feedback_sink"])
+    rating = services.rating_create(turn=turn, reviewer=reviewer, text_assessments=THUMBS_DOWN)
+    delivery = Delivery.objects.get(rating=rating)
+    assert delivery.sink == "databricks_feedback"
+
+
 def test_odd_inputs_are_refused_or_kept_exactly(turn, reviewer):
     deployment = turn.deployment
     score = Question(

@@ -68,7 +68,6 @@ DEMO_VARIANTS = [
         "agent_schema": "chat_completions",
         "openai_model": "demo",
         "streaming": True,
-        "feedback_sink": "none",
     },
 ]
 
@@ -121,8 +120,10 @@ class Command(BaseCommand):
         fields["query_endpoint"] = (
             f"{settings.DEMO_AGENT_URL}/serving-endpoints/{endpoint}/invocations"
         )
-        fields.setdefault("feedback_sink", "databricks_feedback")
-        fields.setdefault("feedback_endpoint", "")  # derived from query_endpoint: follows a port
+        # The sink follows the endpoint kind (Databricks → the demo agent's feedback endpoint,
+        # OpenAI-compatible → kept here), at a URL derived on use, so it follows a moved port.
+        fields.setdefault("feedback_sink", "auto")
+        fields.setdefault("feedback_endpoint", "")
         fields.setdefault("default_custom_inputs", {"top_k": 3, "style": "concise"})
         fields.setdefault("custom_inputs_schema", DEMO_CUSTOM_INPUTS_SCHEMA)
         fields.setdefault("reviewer_instructions", DEMO_INSTRUCTIONS)
