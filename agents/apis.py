@@ -1,7 +1,7 @@
 """REST API for deployments, shaped like databricks.agents' list_deployments/get_deployments."""
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors, services
-from agents.models import Deployment
+from agents.models import Deployment, FeedbackSink, Health
 from reviewapp.api import IsAdminForWrites
 
 _WRITABLE_FIELDS = [
@@ -42,6 +42,24 @@ _WRITABLE_FIELDS = [
 _SECRET_LOOKING_KEYS = {"token", "auth_token", "api_key", "password", "secret", "pat"}
 
 
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Health.choices)
+    detail = serializers.CharField()
+    checked_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "DeploymentHealth"
+
+
+class FeedbackDestinationSerializer(serializers.Serializer):
+    sink = serializers.ChoiceField(choices=FeedbackSink.choices)
+    endpoint = serializers.CharField(help_text="The URL ratings are sent to; empty for `none`.")
+    description = serializers.CharField(help_text="In words, as the pages say it.")
+
+    class Meta:
+        ref_name = "FeedbackDestination"
+
+
 class DeploymentOutputSerializer(serializers.ModelSerializer):
     review_app_url = serializers.CharField(read_only=True)
     health = serializers.SerializerMethodField()
@@ -59,7 +77,9 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        ref_name = "Deployment"
 
+    @extend_schema_field(HealthSerializer)
     def get_health(self, deployment: Deployment) -> dict:
         return {
             "status": deployment.health_status,
@@ -67,6 +87,7 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
             "checked_at": deployment.health_checked_at,
         }
 
+    @extend_schema_field(FeedbackDestinationSerializer)
     def get_feedback_destination(self, deployment: Deployment) -> dict:
         """Where ratings really go, with `feedback_sink: auto` resolved from the endpoint kind."""
         return {
@@ -80,6 +101,7 @@ class DeploymentInputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Deployment
         fields = _WRITABLE_FIELDS
+        ref_name = "DeploymentRequest"
 
     def to_internal_value(self, data: object) -> dict:
         if isinstance(data, dict):
@@ -102,6 +124,7 @@ class DeploymentInputSerializer(serializers.ModelSerializer):
 
 class DeploymentListApi(APIView):
     permission_classes = [IsAdminForWrites]
+    pagination_class = PageNumberPagination  # also tells the OpenAPI schema the page's shape
 
     @extend_schema(
         parameters=[
@@ -117,7 +140,7 @@ class DeploymentListApi(APIView):
             model_name=request.query_params.get("model_name", ""),
             model_version=request.query_params.get("model_version", ""),
         ).prefetch_related("allowed_users", "allowed_groups")
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(deployments, request, view=self)
         data = DeploymentOutputSerializer(page, many=True).data
         return paginator.get_paginated_response(data)

@@ -20,14 +20,59 @@ from agents.traces import normalize_trace
 from agents.turns import TurnInProgress, TurnInput, run_turn, send_turn, sse
 from reviewapp import roles
 
+CHAT_ROLES = ["system", "user", "assistant"]
+
 
 class MessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    role = serializers.ChoiceField(choices=CHAT_ROLES)
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+    class Meta:
+        ref_name = "ChatMessage"
+
+
+class TurnErrorSerializer(serializers.Serializer):
+    message = serializers.CharField(help_text="Why the turn failed, in words.")
+    detail = serializers.CharField(help_text="Status and body excerpt, for experts.")
+
+    class Meta:
+        ref_name = "TurnError"
 
 
 class TurnOutputSerializer(serializers.Serializer):
-    """A turn as the chat API and the request detail API answer it."""
+    """A turn as the chat API and the request detail API answer it.
+
+    The fields describe the answer for the OpenAPI schema; `to_representation` builds it in one
+    step (a list of 100 turns field by field costs several times more), and
+    tests/test_openapi.py checks real answers against the schema so the two stay the same."""
+
+    request_id = serializers.CharField(help_text="The id a rating refers to.")
+    conversation_id = serializers.UUIDField(allow_null=True)
+    deployment = serializers.IntegerField()
+    status_code = serializers.IntegerField(help_text="The agent's HTTP status.")
+    message = MessageSerializer(help_text="The answer (role `assistant`).")
+    request = serializers.CharField(help_text="The user's message.")
+    custom_inputs = serializers.JSONField(help_text="What was sent as `custom_inputs`.")
+    custom_outputs = serializers.JSONField(allow_null=True)
+    execution_time_ms = serializers.IntegerField()
+    output_items = serializers.ListField(
+        child=serializers.DictField(), help_text="Tool calls, tool results and reasoning."
+    )
+    incomplete = serializers.BooleanField(help_text="A stream cut or stopped before the end.")
+    created_at = serializers.DateTimeField()
+    error = TurnErrorSerializer(required=False, help_text="Only on a failed or incomplete turn.")
+    trace = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="The MLflow trace as one span tree, or raw with `?trace=raw`; null when the "
+        "agent returned none. Left out of lists and with `?trace=none`.",
+    )
+    trace_error = serializers.CharField(
+        required=False, help_text="Why an AgentServer trace could not be read (yet)."
+    )
+
+    class Meta:
+        ref_name = "Turn"
 
     def to_representation(self, turn: RequestLog) -> dict:
         data = {
@@ -53,11 +98,30 @@ class TurnOutputSerializer(serializers.Serializer):
         return data
 
 
+class ProblemSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+    class Meta:
+        ref_name = "Problem"
+
+
+class ChatFailureSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="Why the agent failed, in words.")
+    detail = serializers.CharField(help_text="Status and body excerpt, for experts.")
+    request_id = serializers.CharField(help_text="The failed turn, kept in the request log.")
+
+    class Meta:
+        ref_name = "ChatFailure"
+
+
 class DeploymentChatApi(APIView):
     """Checks a chat turn (auth, permissions, body) the DRF way; `chat_api` below then sends it
     asynchronously. `post` answers an error, or a 202 carrying the checked turn for `chat_api`."""
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ChatTurnRequest"
+
         message = serializers.CharField(required=False, max_length=100_000)
         messages = MessageSerializer(many=True, required=False, allow_empty=False)
         conversation_id = serializers.UUIDField(required=False)
@@ -76,7 +140,12 @@ class DeploymentChatApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: TurnOutputSerializer, 502: dict},
+        responses={
+            200: TurnOutputSerializer,
+            400: ProblemSerializer,
+            409: ProblemSerializer,
+            502: ChatFailureSerializer,
+        },
         description="One chat turn: 200 with the answer and its trace, or 502 when the agent "
         "failed. With `stream: true` (and a deployment that streams) the answer comes as "
         "server-sent events `delta` {text}, `item` {item}, then `done` (the same object as the "
@@ -182,6 +251,9 @@ def _problem_status(exc: Exception) -> int:
 
 class RequestDetailApi(APIView):
     class QuerySerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RequestDetailQuery"
+
         trace = serializers.ChoiceField(
             choices=["normalized", "raw", "none"], default="normalized", required=False
         )
@@ -210,7 +282,12 @@ class RequestDetailApi(APIView):
 
 
 class RequestListApi(APIView):
+    pagination_class = PageNumberPagination  # also tells the OpenAPI schema the page's shape
+
     class FilterSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RequestListFilter"
+
         deployment = serializers.IntegerField(required=False)
         conversation_id = serializers.UUIDField(required=False)
 
@@ -227,6 +304,6 @@ class RequestListApi(APIView):
             deployment_id=filters.validated_data.get("deployment", ""),
             conversation_id=filters.validated_data.get("conversation_id", ""),
         )
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(turns, request, view=self)
         return paginator.get_paginated_response(TurnOutputSerializer(page, many=True).data)

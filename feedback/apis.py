@@ -12,6 +12,13 @@ from rest_framework.views import APIView
 from agents import selectors as agent_selectors
 from feedback import selectors, services
 from feedback.models import DeliveryStatus, Rating
+from feedback.serializers import (
+    AssessmentLogRowSerializer,
+    QuestionsSerializer,
+    RatingSerializer,
+    RetrievalAssessmentsField,
+    TextAssessmentsField,
+)
 from feedback.validation import questions_for
 from reviewapp import roles
 from reviewapp.api import IsAdminForWrites
@@ -43,7 +50,9 @@ def _delivery_dict(rating: Rating, *, with_attempts: bool = False) -> dict | Non
     return out
 
 
-class RatingOutputSerializer(serializers.Serializer):
+class RatingOutputSerializer(RatingSerializer):
+    """Built in one step; tests/test_openapi.py checks it against RatingSerializer's schema."""
+
     def to_representation(self, rating: Rating) -> dict:
         return {
             "id": rating.pk,
@@ -55,6 +64,7 @@ class RatingOutputSerializer(serializers.Serializer):
             "is_current": rating.is_current,
             "created_at": rating.created_at,
             "delivery": _delivery_dict(rating, with_attempts=self.context.get("attempts", False)),
+            "destination": rating.deployment.feedback_destination,
         }
 
 
@@ -92,8 +102,11 @@ def assessment_log_rows(rating: Rating) -> list[dict]:
 
 class RequestAssessmentCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
-        text_assessments = serializers.JSONField(required=False)
-        retrieval_assessments = serializers.JSONField(required=False)
+        class Meta:
+            ref_name = "AssessmentRequest"
+
+        text_assessments = TextAssessmentsField(required=False)
+        retrieval_assessments = RetrievalAssessmentsField(required=False)
 
         def to_internal_value(self, data):
             if isinstance(data, dict):
@@ -131,7 +144,12 @@ class AssessmentDetailApi(APIView):
 
 
 class AssessmentListApi(APIView):
+    pagination_class = PageNumberPagination  # also tells the OpenAPI schema the page's shape
+
     class FilterSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "AssessmentListFilter"
+
         deployment = serializers.IntegerField(required=False)
         status = serializers.ChoiceField(choices=DeliveryStatus.values, required=False)
 
@@ -140,7 +158,8 @@ class AssessmentListApi(APIView):
             OpenApiParameter("deployment", int),
             OpenApiParameter("status", str, enum=DeliveryStatus.values),
         ],
-        responses=dict,
+        responses=AssessmentLogRowSerializer(many=True),
+        operation_id="assessments_list",
     )
     def get(self, request: Request) -> Response:
         """Ratings you may see, newest first, as assessment-log rows; a page holds 100 ratings
@@ -154,7 +173,7 @@ class AssessmentListApi(APIView):
             deployment_id=filters.validated_data.get("deployment"),
             status=filters.validated_data.get("status", ""),
         )
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(ratings, request, view=self)
         rows = [row for rating in page for row in assessment_log_rows(rating)]
         return paginator.get_paginated_response(rows)
@@ -174,12 +193,12 @@ class DeploymentQuestionsApi(APIView):
 
     permission_classes = [IsAdminForWrites]
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=QuestionsSerializer)
     def get(self, request: Request, pk: int) -> Response:
         deployment = agent_selectors.deployment_get_for_user(request.user, pk)
         return Response({"questions": [_question_dict(q) for q in questions_for(deployment)]})
 
-    @extend_schema(request=dict, responses=dict)
+    @extend_schema(request=QuestionsSerializer, responses=QuestionsSerializer)
     def put(self, request: Request, pk: int) -> Response:
         """Replace them all: `{"questions": [{name, text, kind, options?, min_value?,
         max_value?}, ...]}`; an empty list brings back the default question."""

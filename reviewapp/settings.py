@@ -169,10 +169,30 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Review App API",
     "DESCRIPTION": "Deployments, chat turns, traces and ratings of deployed AI agents.",
     "VERSION": "1",
+    # OpenAPI 3.1: a nullable object is `oneOf: [{$ref}, {type: null}]`, exact where 3.0's
+    # `nullable` beside an `allOf` is ignored by strict validators (OpenAPI 3.0.3 §4.7.25).
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "reviewapp.openapi.exact_schema",
+    ],
+    # One name per choice set, so generated clients get stable enum types (two fields sharing a
+    # set, like agent_schema and detected_schema, would otherwise get a guessed name).
+    "ENUM_NAME_OVERRIDES": {
+        "AgentSchemaEnum": "agents.models.AgentSchema",
+        "EndpointKindEnum": "agents.models.EndpointKind",
+        "AuthKindEnum": "agents.models.AuthKind",
+        "HealthStatusEnum": "agents.models.Health",
+        "FeedbackSinkEnum": "agents.models.FeedbackSink",
+        "DeploymentFeedbackSinkEnum": "agents.models.deployment.FEEDBACK_SINK_CHOICES",
+        "DeliveryStatusEnum": "feedback.models.DeliveryStatus",
+        "QuestionKindEnum": "feedback.models.QuestionKind",
+        "ChatRoleEnum": "agents.chat_apis.CHAT_ROLES",
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ class FeedbackSink(models.TextChoices):
 # their `feedback` served model, an AgentServer's traces live on its tracking server, and an
 # OpenAI-compatible endpoint has nowhere to send it.
 FEEDBACK_SINK_AUTO = "auto"
+FEEDBACK_SINK_CHOICES = [
+    (FEEDBACK_SINK_AUTO, "Default for the endpoint kind"),
+    *FeedbackSink.choices,
+]
 DEFAULT_SINK_OF_KIND = {
     "databricks": FeedbackSink.DATABRICKS,
     "mlflow_agent_server": FeedbackSink.MLFLOW,
@@ -114,7 +118,7 @@ class Deployment(models.Model):
     )
     feedback_sink = models.CharField(
         max_length=24,
-        choices=[(FEEDBACK_SINK_AUTO, "Default for the endpoint kind"), *FeedbackSink.choices],
+        choices=FEEDBACK_SINK_CHOICES,
         default=FEEDBACK_SINK_AUTO,
         help_text="Where ratings are forwarded. The default follows the endpoint kind: "
         "Databricks → its feedback endpoint, MLflow AgentServer → MLflow assessments on its "
