@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "reviewapp.apps.ReviewAppConfig",
     "agents",
     "feedback",
+    "review",
 ]
 
 # Django's own, with the ones that do no I/O run inline under ASGI (reviewapp/middleware.py).

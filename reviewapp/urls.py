@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("agents.urls")),
     path("", include("feedback.urls")),
+    path("", include("review.urls")),
     path("api/v1/", include("agents.api_urls")),
     path("api/v1/", include("feedback.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

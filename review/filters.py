@@ -1,0 +1,113 @@
+"""The requests page's filters: parsed from the URL (which holds them, so a filtered view can be
+shared), checked, and turned into the arguments of review.selectors.request_search."""
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+STATUSES = [
+    ("", "Any status"),
+    ("answered", "Answered"),
+    ("failed", "Failed"),
+    ("incomplete", "Incomplete"),
+]
+RATED = [("", "Rated or not"), ("yes", "Rated"), ("no", "Not rated")]
+_RATING_VALUE = re.compile(r"^([a-z][a-z0-9_]{0,63}):(.{1,200})\Z", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ends: the last row's time and id (rows are newest first, id breaks ties)."""
+
+    created_at: datetime
+    pk: int
+
+    def encode(self) -> str:
+        raw = f"{self.created_at.isoformat()}|{self.pk}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "Cursor":
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            when, pk = raw.split("|")
+            created_at = datetime.fromisoformat(when)
+            if timezone.is_naive(created_at):
+                raise ValueError("naive time")
+            return cls(created_at, int(pk))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise ValidationError(
+                "This page link is damaged; start again from the first page."
+            ) from None
+
+
+class RequestFilterForm(forms.Form):
+    """Every filter is optional and they combine (AND). Rating filters apply to one current
+    rating: "reviewer bob, answer_correct negative" means bob's current rating says negative."""
+
+    deployment = forms.TypedChoiceField(
+        coerce=int, required=False, empty_value=None, label="Deployment"
+    )
+    since = forms.DateField(required=False, label="From")
+    until = forms.DateField(required=False, label="To")
+    status = forms.ChoiceField(choices=STATUSES, required=False, label="Status")
+    rated = forms.ChoiceField(choices=RATED, required=False, label="Rated")
+    rating = forms.CharField(required=False, max_length=270, label="Rating")
+    reviewer = forms.CharField(required=False, max_length=150, label="Reviewer")
+    min_ms = forms.IntegerField(required=False, min_value=0, label="Latency from (ms)")
+    max_ms = forms.IntegerField(required=False, min_value=0, label="to (ms)")
+    conversation = forms.UUIDField(required=False, label="Conversation")
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    after = forms.CharField(required=False, max_length=200)
+
+    def __init__(self, data, *, deployments, can_review: bool):
+        super().__init__(data)
+        self.fields["deployment"].choices = [("", "All deployments")] + [
+            (d.pk, str(d)) for d in deployments
+        ]
+        self.can_review = can_review
+        if not can_review:  # only reviewers and admins may see ratings
+            for name in ("rated", "rating", "reviewer"):
+                del self.fields[name]
+
+    def clean_rating(self) -> tuple[str, str] | None:
+        text = self.cleaned_data["rating"].strip()
+        if not text:
+            return None
+        match = _RATING_VALUE.match(text)
+        if match is None:
+            raise ValidationError(
+                'Write a rating filter as question:value, for example "answer_correct:negative".'
+            )
+        return match.group(1), match.group(2)
+
+    def clean_after(self) -> Cursor | None:
+        text = self.cleaned_data["after"].strip()
+        return Cursor.decode(text) if text else None
+
+    def clean(self) -> dict:
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "The end date is before the start date.")
+        low, high = data.get("min_ms"), data.get("max_ms")
+        if low is not None and high is not None and low > high:
+            self.add_error("max_ms", "The highest latency is below the lowest.")
+        return data
+
+    def time_range(self) -> tuple[datetime | None, datetime | None]:
+        """[since 00:00, the day after until 00:00) in the server's time zone."""
+        since, until = self.cleaned_data.get("since"), self.cleaned_data.get("until")
+        start = timezone.make_aware(datetime.combine(since, time.min)) if since else None
+        end = (
+            timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min))
+            if until
+            else None
+        )
+        return start, end

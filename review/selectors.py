@@ -1,0 +1,168 @@
+"""Reads for the requests page: the request log filtered and paged by a keyset (time, id), with
+each row's current ratings summed up. Uses the agents and feedback apps through their models'
+public fields only; visibility is agents.selectors.requests_visible_to."""
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Substr
+
+from agents import selectors as agent_selectors
+from agents.models import RequestLog
+from feedback.models import Rating
+from feedback.validation import questions_for
+from review.filters import Cursor
+
+PAGE_SIZE = 50
+EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    deployment_id: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    status: str = ""
+    rated: str = ""
+    rating: tuple[str, str] | None = None
+    reviewer: str = ""
+    min_ms: int | None = None
+    max_ms: int | None = None
+    conversation_id: str = ""
+    text: str = ""
+
+
+@dataclass
+class RequestPage:
+    rows: list[RequestLog]  # each with `rating_summary` (None when not rated)
+    next_cursor: Cursor | None
+
+
+@dataclass
+class RatingSummary:
+    count: int
+    # [(question name, [(value, how many current ratings say it), ...]), ...], as lists so that
+    # templates never mistake a value named like a dict method ("items") for the method.
+    answers: list[tuple[str, list[tuple[str, int]]]]
+
+
+def request_search(
+    user: AbstractBaseUser,
+    filters: RequestFilters,
+    *,
+    after: Cursor | None = None,
+    limit: int = PAGE_SIZE,
+) -> RequestPage:
+    """One page of the turns the user may see that match every filter, newest first."""
+    turns = _filtered(agent_selectors.requests_visible_to(user), filters)
+    if after is not None:
+        turns = turns.filter(
+            Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, pk__lt=after.pk)
+        )
+    rows = list(
+        turns.select_related("deployment")
+        .only(
+            "pk",
+            "databricks_request_id",
+            "created_at",
+            "execution_time_ms",
+            "status_code",
+            "error",
+            "incomplete",
+            "conversation_id",
+            "deployment__display_name",
+            "deployment__model_name",
+            "deployment__model_version",
+        )
+        .annotate(
+            question_excerpt=Substr("request", 1, EXCERPT_CHARS),
+            answer_excerpt=Substr("response", 1, EXCERPT_CHARS),
+        )
+        .order_by("-created_at", "-pk")[: limit + 1]
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = Cursor(rows[-1].created_at, rows[-1].pk)
+    summaries = _rating_summaries(rows)
+    for row in rows:
+        row.rating_summary = summaries.get(row.pk)
+    return RequestPage(rows=rows, next_cursor=next_cursor)
+
+
+def _filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet[RequestLog]:
+    if f.deployment_id is not None:
+        turns = turns.filter(deployment_id=f.deployment_id)
+    if f.start is not None:
+        turns = turns.filter(created_at__gte=f.start)
+    if f.end is not None:
+        turns = turns.filter(created_at__lt=f.end)
+    if f.status == "answered":
+        turns = turns.filter(error="", incomplete=False)
+    elif f.status == "failed":
+        turns = turns.exclude(error="").filter(incomplete=False)
+    elif f.status == "incomplete":
+        turns = turns.filter(incomplete=True)
+    if f.min_ms is not None:
+        turns = turns.filter(execution_time_ms__gte=f.min_ms)
+    if f.max_ms is not None:
+        turns = turns.filter(execution_time_ms__lte=f.max_ms)
+    if f.conversation_id:
+        turns = turns.filter(conversation_id=f.conversation_id)
+    if f.text:
+        turns = turns.filter(Q(request__icontains=f.text) | Q(response__icontains=f.text))
+    return _rating_filtered(turns, f)
+
+
+def _rating_filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet[RequestLog]:
+    """One EXISTS over current ratings, so reviewer and value apply to the same rating."""
+    if not (f.rated or f.rating or f.reviewer):
+        return turns
+    ratings = Rating.objects.filter(request=OuterRef("pk"), is_current=True)
+    if f.reviewer:
+        ratings = ratings.filter(reviewer__username=f.reviewer)
+    if f.rating:
+        name, value = f.rating
+        ratings = ratings.filter(**{f"text_assessment__ratings__{name}__value": value})
+    if f.rated == "no":
+        return turns.filter(~Exists(ratings))
+    return turns.filter(Exists(ratings))
+
+
+def _rating_summaries(rows: list[RequestLog]) -> dict[int, RatingSummary]:
+    """Each row's current ratings: how many, and per question how many said each value."""
+    found = Rating.objects.filter(request_id__in=[r.pk for r in rows], is_current=True)
+    counts: dict[int, int] = Counter()
+    values: dict[int, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    for request_id, text in found.values_list("request_id", "text_assessment"):
+        counts[request_id] += 1
+        for name, rating in (text or {}).get("ratings", {}).items():
+            if isinstance(rating, dict) and "value" in rating:
+                values[request_id][name][str(rating["value"])] += 1
+    return {
+        pk: RatingSummary(
+            count=n,
+            answers=[(name, sorted(said.items())) for name, said in sorted(values[pk].items())],
+        )
+        for pk, n in counts.items()
+    }
+
+
+def rating_filter_choices(deployments) -> list[tuple[str, str]]:
+    """question:value pairs a reviewer can pick, from the thumbs and categorical questions of
+    these deployments (the default question when one has none)."""
+    seen: dict[str, str] = {}
+    for deployment in deployments:
+        for question in questions_for(deployment):
+            if question.kind == "thumbs":
+                options = ["positive", "negative"]
+            elif question.kind == "categorical":
+                options = [str(o) for o in question.options or []]
+            else:
+                continue
+            for option in options:
+                seen.setdefault(f"{question.name}:{option}", f"{question.name} is {option}")
+    return sorted(seen.items())

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from review import views
+
+app_name = "review"
+urlpatterns = [
+    path("requests/", views.request_list, name="request_list"),
+]
