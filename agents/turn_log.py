@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from agents.models import Conversation, Deployment, RequestLog, TurnKey
 from agents.schemas import AgentReply
+from agents.trace_outline import outline_of
 
 if TYPE_CHECKING:
     from agents.turns import TurnInput
@@ -193,6 +194,9 @@ def _save_turn(turn: RequestLog, conversation: Conversation) -> RequestLog:
         if request_id:
             turn.request_metadata["agent_request_id"] = request_id[:500]
         turn.databricks_request_id = str(uuid.uuid4())
+    # Here, in a worker thread, not in apply_reply on the event loop: a big trace's outline
+    # takes as long as normalizing it (bench/trace_render.py "outline").
+    turn.trace_outline = outline_of(turn.trace)
     turn.save()
     if not conversation.title:
         conversation.title = turn.request.strip().splitlines()[0][:TITLE_CHARS]
