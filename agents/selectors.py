@@ -196,7 +196,8 @@ def trace_outline_or_raise(request_id: str) -> TraceOutline | None:
     No access check: callers have already fetched the turn for the user.
     """
     turns = RequestLog.objects.filter(databricks_request_id=request_id)
-    row = turns.values_list("trace_outline", "mlflow_trace_id", Q(trace__isnull=False)).first()
+    with gc_paused():  # decoding a big outline makes ~100,000 objects, none in a cycle
+        row = turns.values_list("trace_outline", "mlflow_trace_id", Q(trace__isnull=False)).first()
     if row is None:
         return None
     stored, mlflow_trace_id, has_trace = row

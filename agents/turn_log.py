@@ -162,8 +162,17 @@ def fail(turn: RequestLog, message: str, detail: str, status_code: int) -> None:
     )
 
 
-@transaction.atomic
 def finish(turn_input: "TurnInput", turn: RequestLog, detected_schema: str) -> RequestLog:
+    # Before the transaction, not in it: a big trace's outline takes as long as normalizing
+    # it (bench/trace_render.py "outline"); here, in a worker thread, not on the event loop.
+    turn.trace_outline = outline_of(turn.trace)
+    return _finish_atomically(turn_input, turn, detected_schema)
+
+
+@transaction.atomic
+def _finish_atomically(
+    turn_input: "TurnInput", turn: RequestLog, detected_schema: str
+) -> RequestLog:
     saved = _save_turn(turn, turn_input.conversation)
     if turn_input.idempotency_key:
         TurnKey.objects.filter(user=turn_input.user, key=turn_input.idempotency_key).update(
@@ -194,9 +203,6 @@ def _save_turn(turn: RequestLog, conversation: Conversation) -> RequestLog:
         if request_id:
             turn.request_metadata["agent_request_id"] = request_id[:500]
         turn.databricks_request_id = str(uuid.uuid4())
-    # Here, in a worker thread, not in apply_reply on the event loop: a big trace's outline
-    # takes as long as normalizing it (bench/trace_render.py "outline").
-    turn.trace_outline = outline_of(turn.trace)
     turn.save()
     if not conversation.title:
         conversation.title = turn.request.strip().splitlines()[0][:TITLE_CHARS]
