@@ -8,11 +8,15 @@ from django.db.models import Count, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast
 from django.http import Http404
 
-from agents import tracking
+from agents import trace_outline, tracking
 from agents.models import Conversation, Deployment, RequestLog
+from agents.trace_outline import TraceOutline
 from agents.trace_values import gc_paused
-from agents.traces import NormalizedTrace, normalize_trace
+from agents.traces import NormalizedTrace, Span, normalize_trace
 from reviewapp import roles
+
+# A big trace is tens of MB and its outline a few; pages that list turns need neither.
+HEAVY_COLUMNS = ("request_raw", "response_raw", "trace", "trace_outline")
 
 
 def deployments_visible_to(user: AbstractBaseUser) -> QuerySet[Deployment]:
@@ -128,9 +132,7 @@ def request_get_for_user(
 
 
 def _without_heavy_columns(turns: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
-    return turns.defer("request_raw", "response_raw", "trace").annotate(
-        trace_present=Q(trace__isnull=False)
-    )
+    return turns.defer(*HEAVY_COLUMNS).annotate(trace_present=Q(trace__isnull=False))
 
 
 def request_list(
@@ -184,10 +186,70 @@ def trace_normalized_or_raise(request_id: str) -> NormalizedTrace | None:
     return normalize_trace(raw) if raw else None
 
 
+@lru_cache(maxsize=32)  # a 50,000-span outline takes a few MB once read
+def trace_outline_or_raise(request_id: str) -> TraceOutline | None:
+    """The turn's span tree without the spans' contents, read from its stored outline; the
+    stored trace is not read. A turn saved before outlines existed (or with an outline of an
+    older version) gets one now, made from its trace and kept. An AgentServer turn's trace is
+    fetched first, as `trace_normalized_or_raise` does.
+
+    No access check: callers have already fetched the turn for the user.
+    """
+    turns = RequestLog.objects.filter(databricks_request_id=request_id)
+    with gc_paused():  # decoding a big outline makes ~100,000 objects, none in a cycle
+        row = turns.values_list("trace_outline", "mlflow_trace_id", Q(trace__isnull=False)).first()
+    if row is None:
+        return None
+    stored, mlflow_trace_id, has_trace = row
+    outline = TraceOutline.from_stored(stored)
+    if outline is not None:
+        return outline
+    if has_trace:
+        with gc_paused():
+            raw = turns.values_list("trace", flat=True).first()
+        stored = trace_outline.outline_of(raw)
+        turns.update(trace_outline=stored)
+    elif mlflow_trace_id and _tracked_trace(request_id) is not None:
+        stored = turns.values_list("trace_outline", flat=True).first()
+    return TraceOutline.from_stored(stored)
+
+
+def trace_span_or_raise(request_id: str, span_id: str) -> Span | None:
+    """One span of the turn's trace with its contents, read alone from the stored trace (the
+    database picks it out of the JSON), or None when the trace has no such span.
+
+    No access check: callers have already fetched the turn for the user.
+    """
+    outline = trace_outline_or_raise(request_id)
+    entry = outline.find(span_id) if outline is not None else None
+    if entry is None:
+        return None
+    raw = None
+    if outline.spans_path is not None:  # else the trace was stored as JSON text
+        where = "__".join(["trace", *outline.spans_path, str(entry.source_index)])
+        raw = (
+            RequestLog.objects.filter(databricks_request_id=request_id)
+            .values_list(where, flat=True)
+            .first()
+        )
+    if isinstance(raw, dict):
+        return outline.read_span(entry, raw)
+    trace = trace_normalized_or_raise(request_id)  # the whole trace, normalized
+    return trace.find(entry.span_id) if trace is not None else None
+
+
+def trace_span(request_id: str, span_id: str) -> Span | None:
+    """`trace_span_or_raise`, with None also while the trace cannot be fetched."""
+    try:
+        return trace_span_or_raise(request_id, span_id)
+    except tracking.TraceUnavailable:
+        return None
+
+
 def _tracked_trace(request_id: str) -> dict | None:
     turn = (
         RequestLog.objects.select_related("deployment")
-        .defer("request_raw", "response_raw", "trace")
+        .defer(*HEAVY_COLUMNS)
         .filter(databricks_request_id=request_id)
         .first()
     )

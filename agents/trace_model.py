@@ -51,6 +51,7 @@ class Span:
     problems: list[str] = field(default_factory=list)
     raw: dict | None = field(default=None, repr=False)
     depth: int = -1  # -1 until the tree is walked
+    source_index: int = -1  # its position in the trace's list of spans (agents.trace_outline)
 
     def to_dict(self) -> dict:
         """This span with an empty "children" (NormalizedTrace.to_dict nests them)."""
@@ -68,7 +69,7 @@ class Span:
         return out
 
 
-_SPAN_KEYS = [name for name in Span.__dataclass_fields__ if name != "children"]
+_SPAN_KEYS = [n for n in Span.__dataclass_fields__ if n not in ("children", "source_index")]
 
 
 @dataclass(eq=False)
@@ -87,6 +88,12 @@ class NormalizedTrace:
     problems: list[str] = field(default_factory=list)
     _index: dict[str, Span] = field(default_factory=dict, repr=False)
     _order: list[Span] = field(default_factory=list, repr=False)  # depth-first, roots first
+    # Where the list of spans sits in the stored trace (keys from its top; None when the trace
+    # was JSON text), and the retriever's document columns: to read one span alone later.
+    _spans_path: list[str] | None = field(default=None, repr=False)
+    _document_columns: tuple[str, str, str] = field(
+        default=("page_content", "doc_uri", "chunk_id"), repr=False
+    )
 
     def find(self, span_id: str) -> Span | None:
         """The span with this id (also given as 0x-hex or base64)."""

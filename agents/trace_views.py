@@ -1,9 +1,10 @@
 """The request page and the trace tree's fragments: the tree, a span's children, a span's detail.
 
-A trace is normalized once per process and kept (selectors.trace_normalized_or_raise), so
-opening spans of a large trace does not normalize it again for every click. An AgentServer
-turn's trace is first read from its tracking server; until that works, the fragments say why
-(200, so htmx shows it) and the tree offers to try again.
+The tree and its deeper levels are drawn from the turn's stored outline, read once per process
+(selectors.trace_outline_or_raise), never from the stored trace, which may be tens of MB; a
+span's detail reads that one span from the stored trace. An AgentServer turn's trace is first
+read from its tracking server; until that works, the fragments say why (200, so htmx shows it)
+and the tree offers to try again.
 """
 
 import functools
@@ -17,27 +18,19 @@ from django.views.decorators.http import require_GET
 
 from agents import selectors, tracking
 from agents.models import RequestLog
-from agents.traces import NormalizedTrace, Span
+from agents.trace_outline import OutlineSpan, TraceOutline
 
 CHILDREN_PAGE = 200  # children shown per "show more" step
 EAGER_DEPTH = 1  # levels rendered with the tree; deeper ones load when opened
 
 
-def _trace_for(request: HttpRequest, request_id: str) -> tuple[RequestLog, NormalizedTrace]:
-    # 404 unless allowed; the trace itself comes from the per-process cache below.
+def _outline_for(request: HttpRequest, request_id: str) -> tuple[RequestLog, TraceOutline]:
+    # 404 unless allowed; the outline itself comes from the per-process cache in selectors.
     turn = selectors.request_get_for_user(request.user, request_id, with_trace=False)
-    trace = selectors.trace_normalized_or_raise(request_id)
-    if trace is None:
+    outline = selectors.trace_outline_or_raise(request_id)
+    if outline is None:
         raise Http404("This answer came back without a trace.")
-    return turn, trace
-
-
-def _span_for(request: HttpRequest, request_id: str, span_id: str):
-    turn, trace = _trace_for(request, request_id)
-    span = trace.find(span_id)
-    if span is None:
-        raise Http404("No such span in this trace.")
-    return turn, trace, span
+    return turn, outline
 
 
 def _unavailable_trace_said(*, retry: bool) -> Callable:
@@ -65,7 +58,9 @@ def _unavailable_trace_said(*, retry: bool) -> Callable:
     return decorate
 
 
-def _span_context(turn: RequestLog, trace: NormalizedTrace, spans: list[Span], offset: int = 0):
+def _span_context(
+    turn: RequestLog, trace: TraceOutline, spans: list[OutlineSpan], offset: int = 0
+) -> dict:
     page = spans[offset : offset + CHILDREN_PAGE]
     return {
         "turn": turn,
@@ -88,20 +83,23 @@ def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
 @login_required
 @_unavailable_trace_said(retry=True)
 def trace_tree(request: HttpRequest, request_id: str) -> HttpResponse:
-    turn, trace = _trace_for(request, request_id)
-    return render(request, "agents/_trace.html", _span_context(turn, trace, trace.roots))
+    turn, outline = _outline_for(request, request_id)
+    return render(request, "agents/_trace.html", _span_context(turn, outline, outline.roots))
 
 
 @require_GET
 @login_required
 @_unavailable_trace_said(retry=False)
 def span_children(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
-    turn, trace, span = _span_for(request, request_id, span_id)
+    turn, outline = _outline_for(request, request_id)
+    span = outline.find(span_id)
+    if span is None:
+        raise Http404("No such span in this trace.")
     try:
         offset = max(0, int(request.GET.get("offset", "0")))
     except ValueError:
         offset = 0
-    context = _span_context(turn, trace, span.children, offset)
+    context = _span_context(turn, outline, span.children, offset)
     return render(request, "agents/_span_nodes.html", context)
 
 
@@ -109,5 +107,8 @@ def span_children(request: HttpRequest, request_id: str, span_id: str) -> HttpRe
 @login_required
 @_unavailable_trace_said(retry=False)
 def span_detail(request: HttpRequest, request_id: str, span_id: str) -> HttpResponse:
-    turn, trace, span = _span_for(request, request_id, span_id)
-    return render(request, "agents/_span_detail.html", {"turn": turn, "trace": trace, "span": span})
+    turn = selectors.request_get_for_user(request.user, request_id, with_trace=False)
+    span = selectors.trace_span_or_raise(request_id, span_id)
+    if span is None:
+        raise Http404("No such span in this trace.")
+    return render(request, "agents/_span_detail.html", {"turn": turn, "span": span})

@@ -23,7 +23,15 @@ from agents.trace_values import (
     read_time,
 )
 
-__all__ = ["NEST_LIMIT", "Document", "NormalizedTrace", "Span", "SpanEvent", "normalize_trace"]
+__all__ = [
+    "NEST_LIMIT",
+    "Document",
+    "NormalizedTrace",
+    "Span",
+    "SpanEvent",
+    "normalize_trace",
+    "read_one_span",
+]
 
 INPUTS, OUTPUTS, SPAN_TYPE = "mlflow.spanInputs", "mlflow.spanOutputs", "mlflow.spanType"
 SCHEMA_KEY, TOKEN_USAGE_KEY = "mlflow.trace_schema.version", "mlflow.trace.tokenUsage"
@@ -50,11 +58,13 @@ class _Reader:
         self.problems: list[str] = []
 
     def read(self, trace: Any) -> NormalizedTrace:
+        path: list[str] | None = []  # to the spans; None once JSON text was peeled
         for _ in range(5):  # peel JSON text and reply envelopes off the trace
             if isinstance(trace, str):
-                trace = decode_value(trace)
+                trace, path = decode_value(trace), None
             elif isinstance(trace, dict) and isinstance(trace.get("databricks_output"), dict):
                 trace = trace["databricks_output"].get("trace")
+                path = None if path is None else [*path, "databricks_output", "trace"]
             else:
                 break
         info = trace.get("info") if isinstance(trace, dict) else None
@@ -63,6 +73,8 @@ class _Reader:
         if isinstance(trace, dict):  # the older Databricks "V2" has its spans at the top
             data = trace.get("data")
             spans = data.get("spans") if isinstance(data, dict) else trace.get("spans")
+            inner = ["data", "spans"] if isinstance(data, dict) else ["spans"]
+            path = None if path is None else [*path, *inner]
             if not isinstance(spans, list):
                 self.problems.append("The trace has no list of spans.")
         elif not isinstance(trace, list):
@@ -86,6 +98,8 @@ class _Reader:
             token_usage=usage if isinstance(usage, dict) else None,
         )
         self.build(result, spans if isinstance(spans, list) else [])
+        result._spans_path = path if isinstance(spans, list) else None
+        result._document_columns = self.columns
         state = info.get("state", info.get("status"))
         state = state.upper() if isinstance(state, str) else state
         if state in ("OK", "ERROR", "IN_PROGRESS"):
@@ -250,6 +264,7 @@ class _Reader:
                     span.span_id += "'"
                 counts[kind] += 1
             index[span.span_id] = span
+            span.source_index = position
             spans.append(span)
             span.raw = raw  # a reference for now; a JSON-safe copy is kept if it has problems
         roots, orphans = [], []
@@ -292,10 +307,7 @@ class _Reader:
         if starts:
             start = result.start_ns = min(starts)
             for span in spans:
-                span.offset_ms = None if span.start_ns is None else (span.start_ns - start) / 1e6
-                for event in span.events:
-                    if event.timestamp_ns is not None:
-                        event.offset_ms = (event.timestamp_ns - start) / 1e6
+                _place_in_time(span, start)
             if ends and max(ends) >= start:
                 result.duration_ms = (max(ends) - start) / 1e6
         for span in spans:
@@ -313,6 +325,30 @@ _COUNTED = {  # trace-level notes on how spans were placed in the tree
     "orphan": "had a parent that is not in the trace (hung under the root)",
     "cycle": "had parent links forming a cycle (hung under the root)",
 }
+
+
+def read_one_span(
+    raw: dict, document_columns: tuple[str, str, str], trace_start_ns: int | None
+) -> Span:
+    """One span of a trace read on its own, as `normalize_trace` reads it, except for what only
+    the whole trace tells: its place in the tree and the problems found placing it
+    (agents.trace_outline keeps those)."""
+    reader = _Reader()
+    reader.columns = document_columns
+    with gc_paused():
+        span = reader.read_span(raw)
+    if trace_start_ns is not None:
+        _place_in_time(span, trace_start_ns)
+    return span
+
+
+def _place_in_time(span: Span, trace_start_ns: int) -> None:
+    """Offsets from the trace's start, of the span and its events."""
+    start = trace_start_ns
+    span.offset_ms = None if span.start_ns is None else (span.start_ns - start) / 1e6
+    for event in span.events:
+        if event.timestamp_ns is not None:
+            event.offset_ms = (event.timestamp_ns - start) / 1e6
 
 
 def _adopt(span: Span, root: Span, why: str) -> None:

@@ -32,6 +32,7 @@ from django.conf import settings
 from agents.auth import AgentAuthError, auth_headers
 from agents.client import excerpt
 from agents.models import RequestLog
+from agents.trace_outline import outline_of
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def unavailable_message(exc: TraceUnavailable) -> str:
 
 def trace_for_turn(turn: RequestLog) -> dict | None:
     """The turn's trace: the stored one, else, for an AgentServer turn, the one its tracking
-    server has, which is then stored in the turn (traces do not change once written).
+    server has, which is then stored in the turn with its outline (traces do not change once
+    written).
 
     None when the turn has no trace to show. Raises TraceUnavailable when the fetch failed;
     nothing is stored then, so the next call tries again.
@@ -88,8 +90,8 @@ def trace_for_turn(turn: RequestLog) -> dict | None:
     except TraceUnavailable as exc:
         logger.info("Trace of turn %s: %s", turn.databricks_request_id, exc)
         raise
-    turn.trace = trace
-    turn.save(update_fields=["trace"])
+    turn.trace, turn.trace_outline = trace, outline_of(trace)
+    turn.save(update_fields=["trace", "trace_outline"])
     return trace
 
 

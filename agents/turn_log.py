@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from agents.models import Conversation, Deployment, RequestLog, TurnKey
 from agents.schemas import AgentReply
+from agents.trace_outline import outline_of
 
 if TYPE_CHECKING:
     from agents.turns import TurnInput
@@ -161,8 +162,17 @@ def fail(turn: RequestLog, message: str, detail: str, status_code: int) -> None:
     )
 
 
-@transaction.atomic
 def finish(turn_input: "TurnInput", turn: RequestLog, detected_schema: str) -> RequestLog:
+    # Before the transaction, not in it: a big trace's outline takes as long as normalizing
+    # it (bench/trace_render.py "outline"); here, in a worker thread, not on the event loop.
+    turn.trace_outline = outline_of(turn.trace)
+    return _finish_atomically(turn_input, turn, detected_schema)
+
+
+@transaction.atomic
+def _finish_atomically(
+    turn_input: "TurnInput", turn: RequestLog, detected_schema: str
+) -> RequestLog:
     saved = _save_turn(turn, turn_input.conversation)
     if turn_input.idempotency_key:
         TurnKey.objects.filter(user=turn_input.user, key=turn_input.idempotency_key).update(

@@ -45,7 +45,9 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.template.loader import render_to_string  # noqa: E402
 
+from agents import selectors  # noqa: E402
 from agents.models import Conversation, Deployment, RequestLog  # noqa: E402
+from agents.trace_outline import outline_of  # noqa: E402
 from agents.trace_views import _span_context  # noqa: E402
 from agents.traces import normalize_trace  # noqa: E402
 
@@ -70,6 +72,7 @@ class Case:
     spans: int
     trace: dict
     json_bytes: int
+    outline: dict | None = None
 
 
 @dataclass
@@ -99,23 +102,82 @@ def measure_to_json(case: Case, runs: int) -> Timing:
     return timed(lambda: json.dumps(normalized.to_dict()), runs)
 
 
+def measure_outline(case: Case, runs: int) -> Timing:
+    """What saving a turn (or a fetched AgentServer trace) now adds: the trace's outline
+    (agents.trace_outline.outline_of: normalize, then the rows) and its JSON text."""
+    return timed(lambda: json.dumps(outline_of(case.trace)), runs)
+
+
 def measure_render(case: Case, runs: int) -> Timing:
-    """What opening the Trace costs the server: normalize, then render the tree fragment
-    (agents/_trace.html: the roots, their children up to 200, deeper levels on demand)."""
+    """What opening the Trace costs the server: read the stored outline from the database
+    (not the trace), make its tree, render the tree fragment (agents/_trace.html: the roots,
+    their children up to 200, deeper levels on demand). Without the per-process cache."""
     turn = store_turn(case)
+    read_outline = selectors.trace_outline_or_raise.__wrapped__  # the cache would hide it
 
-    def normalize_and_render() -> None:
-        normalized = normalize_trace(case.trace)
-        render_to_string("agents/_trace.html", _span_context(turn, normalized, normalized.roots))
+    def read_and_render() -> None:
+        outline = read_outline(turn.databricks_request_id)
+        render_to_string("agents/_trace.html", _span_context(turn, outline, outline.roots))
 
-    return timed(normalize_and_render, runs)
+    return timed(read_and_render, runs)
+
+
+def measure_span(case: Case, runs: int) -> Timing:
+    """Opening a span: the last retriever span, read alone from the stored trace (the database
+    picks it out), with the outline already read."""
+    turn = store_turn(case)
+    normalized = normalize_trace(case.trace)
+    last = [s for s in normalized.iter_spans() if s.documents is not None][-1]
+    request_id = turn.databricks_request_id
+    selectors.trace_outline_or_raise(request_id)
+    return timed(lambda: selectors.trace_span_or_raise(request_id, last.span_id), runs)
 
 
 MEASUREMENTS: dict[str, Callable[[Case, int], Timing]] = {
     "normalize": measure_normalize,
+    "outline": measure_outline,
     "render": measure_render,
+    "span": measure_span,
     "to_dict+dumps": measure_to_json,
 }
+
+
+def measure_chat_turn(runs: int) -> dict[str, float]:
+    """A chat turn with the demo agent (a real MLflow trace of 3 spans), through agents.chat as
+    the chat page sends it; and what making that trace's outline costs within it."""
+    from agents import chat
+    from tests.support.demo_agent import run_demo_agent
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    with run_demo_agent() as agent:
+        deployment = Deployment.objects.create(
+            model_name="main.demo.rag_agent",
+            model_version="1",
+            query_endpoint=agent.invocations_url("agents_main-demo-rag_agent"),
+            agent_schema="chat_completions",
+        )
+        conversation = chat.conversation_create(deployment=deployment, user=user)
+
+        def one_turn() -> RequestLog:
+            return chat.chat_turn(
+                deployment=deployment,
+                user=user,
+                conversation=conversation,
+                message="What is MLflow tracing?",
+                custom_inputs={},
+                history=[],
+            )
+
+        one_turn()  # connections and caches warm
+        turns = timed(one_turn, runs)
+    trace = RequestLog.objects.filter(deployment=deployment).latest("created_at").trace
+    outline = timed(lambda: json.dumps(outline_of(trace)), runs * 20)
+    return {
+        "chat turn median ms": turns.median_ms,
+        "its outline median ms": outline.median_ms,
+        "outline max ms": outline.max_ms,
+        "spans in its trace": len(outline_of(trace)["spans"]),
+    }
 
 
 def store_turn(case: Case) -> RequestLog:
@@ -143,6 +205,7 @@ def store_turn(case: Case) -> RequestLog:
         request="bench",
         response="bench",
         trace=case.trace,
+        trace_outline=case.outline,  # as a chat turn is saved
     )
 
 
@@ -231,7 +294,7 @@ def make_case(spans: int) -> Case:
     took = time.perf_counter() - started
     size = len(json.dumps(trace))
     print(f"made a {spans:,}-span trace with MLflow in {took:.1f} s ({size / 1e6:.1f} MB JSON)")
-    return Case(f"wide {spans:,}", spans, trace, size)
+    return Case(f"wide {spans:,}", spans, trace, size, outline_of(trace))
 
 
 def print_table(rows: list[tuple[Case, str, Timing]]) -> None:
@@ -256,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=sorted(MEASUREMENTS), nargs="+", help="measurements to run (all)"
     )
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part")
+    parser.add_argument("--no-chat", action="store_true", help="skip the demo agent's turns")
     args = parser.parse_args(argv)
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
     call_command("migrate", verbosity=0)
@@ -267,7 +331,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((case, name, MEASUREMENTS[name](case, args.runs)))
         if not args.no_browser and os.path.exists(CHROMIUM):
             paints.append((case, measure_first_paint(case)))
+    chat_figures = None if args.no_chat else measure_chat_turn(max(args.runs, 20))
     print_table(rows)
+    if chat_figures:
+        print("\nChat turn with the demo agent (agents.chat.chat_turn):")
+        for label, value in chat_figures.items():
+            print(f"  {label:<40} {value:>10,.3f}")
     for case, figures in paints:
         print(f"\nChromium, {case.name} spans:")
         for label, value in figures.items():

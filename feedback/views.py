@@ -53,8 +53,7 @@ def document_rate(
 ) -> HttpResponse:
     """One retrieved document: relevant or not, and an optional comment."""
     turn = _get_turn_to_rate(request, request_id)
-    trace = agent_selectors.trace_normalized(turn.databricks_request_id)
-    span = trace.find(span_id) if trace else None
+    span = agent_selectors.trace_span(turn.databricks_request_id, span_id)
     if span is None or span.documents is None:
         raise Http404("No such retriever span in this answer's trace.")
     span_id = span.span_id  # the stored form, whatever form the URL used

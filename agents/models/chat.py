@@ -58,6 +58,9 @@ class RequestLog(models.Model):
     request_raw_truncated = models.BooleanField(default=False)
     response_raw_truncated = models.BooleanField(default=False)
     trace = models.JSONField(null=True)
+    # The span tree's rows without the spans' inputs and outputs (agents.trace_outline): the
+    # Trace tree opens from this and leaves `trace` (tens of MB for a big trace) unread.
+    trace_outline = models.JSONField(null=True, editable=False)
     # MLflow AgentServer turns return only a trace id; the trace is read from the tracking
     # server when first shown (and kept in `trace`).
     mlflow_trace_id = models.CharField(max_length=128, blank=True)

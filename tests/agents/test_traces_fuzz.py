@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.trace_outline import TraceOutline, outline_from
 from agents.traces import normalize_trace
 from tests.support import SHARED_FIXTURES
 
@@ -36,6 +37,10 @@ def assert_survives(value: Any) -> None:
     assert all(SAFE_ID.fullmatch(span.span_id) for span in trace.iter_spans())  # used in URLs
     json.dumps(trace.to_dict(), allow_nan=False)  # also what DRF's strict renderer needs
     assert len(list(trace.iter_spans())) == trace.span_count
+    # The outline saved with the turn: JSON too, and the same tree once read back.
+    outline = TraceOutline.from_stored(json.loads(json.dumps(outline_from(trace), allow_nan=False)))
+    assert outline.span_count == trace.span_count
+    assert [s.span_id for s in outline.roots] == [s.span_id for s in trace.roots]
 
 
 @FUZZ

@@ -18,6 +18,7 @@ import pytest
 
 from agents import tracking
 from agents.models import RequestLog
+from agents.trace_outline import outline_of
 from agents.traces import normalize_trace
 from feedback import delivery as delivery_service
 from feedback import services
@@ -241,6 +242,7 @@ def test_a_turn_fetches_its_trace_once_and_keeps_it(server_deployment, reviewer,
     assert tracking.trace_for_turn(turn) == made_trace
     turn.refresh_from_db()
     assert turn.trace == made_trace
+    assert turn.trace_outline == outline_of(made_trace)  # the tree opens from it
     asked = len(proxy.paths)
     assert tracking.trace_for_turn(turn) == made_trace
     assert len(proxy.paths) == asked == 2
@@ -283,6 +285,11 @@ def test_the_trace_panel_shows_the_tree_from_the_tracking_server(
     assert made_trace["info"]["trace_id"] in html
     turn.refresh_from_db()
     assert turn.trace == made_trace
+    assert [row[3] for row in turn.trace_outline["spans"]] == [
+        "rag_agent",
+        "vector_search",
+        "chat_model",
+    ]
 
 
 def test_the_trace_panel_says_why_a_trace_is_missing_and_offers_to_try_again(

@@ -141,9 +141,7 @@ def test_an_error_event_in_the_stream_ends_the_turn_with_the_agents_message(
     assert turn.status_code == 502
 
 
-def test_auto_reads_the_schema_from_the_endpoints_task_and_remembers_it(
-    make_deployment, reviewer
-):
+def test_auto_reads_the_schema_from_the_endpoints_task_and_remembers_it(make_deployment, reviewer):
     deployment = make_deployment("auto", endpoint=SCHEMAS["responses"])
     turn = sent(deployment, reviewer)
     assert turn.error == "", turn.error_detail
