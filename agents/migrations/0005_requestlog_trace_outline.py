@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agents", "0003_streaming_schemas_agent_server"),
+        ("agents", "0004_feedback_sink_follows_endpoint_kind"),
     ]
 
     operations = [
