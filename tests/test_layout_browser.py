@@ -4,7 +4,7 @@ chat's title, even with "Rename" open.
 
 Each viewport walks the pages a reviewer and an admin use, with real content in them: the demo
 agent's answer with its trace open and a retriever span's detail shown, the request page, a
-request page with a long id and a 14-level trace all open, a rating's delivery that failed with
+request page with a long id and a 24-level trace all open, a rating's delivery that failed with
 a long error and its attempts open, and the login page.
 """
 
@@ -23,19 +23,20 @@ DESKTOP = {"width": 1440, "height": 900}
 # A sink error as long and unbroken as real ones are (an URL with a query string, no spaces).
 LONG_ERROR = "HTTP 503 from https://workspace.example.com/" + "x" * 180 + "?retry=1"
 
-# The elements that stick out of the viewport on the right, deepest first: what to fix.
+# The elements that stick out of the viewport on the right, innermost first: what to fix. (Page
+# coordinates: clicking something may have scrolled the page sideways.)
 OVERFLOWING_ELEMENTS = """() => {
   const width = document.documentElement.clientWidth;
   const sticking = [...document.body.querySelectorAll("*")].filter(el => {
     const box = el.getBoundingClientRect();
-    return box.width > 0 && box.right > width + 1;
+    return box.width > 0 && box.right + scrollX > width + 1;
   });
   return sticking
     .filter(el => !sticking.some(other => other !== el && el.contains(other)))
     .slice(0, 8)
     .map(el => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}` +
                `${el.classList.length ? "." + [...el.classList].join(".") : ""}` +
-               ` (right edge at ${Math.round(el.getBoundingClientRect().right)} px)`);
+               ` (right edge at ${Math.round(el.getBoundingClientRect().right + scrollX)} px)`);
 }"""
 
 
@@ -80,6 +81,7 @@ class LayoutChecker:
 
     def check(self, where: str) -> None:
         page = self.page
+        page.wait_for_load_state()  # the whole page and its stylesheet, not the first bytes
         scroll_width = page.evaluate("document.documentElement.scrollWidth")
         viewport_width = page.viewport_size["width"]
         if scroll_width > viewport_width:
@@ -98,14 +100,19 @@ class LayoutChecker:
 def open_the_whole_tree(page: Page) -> None:
     """Open every folded level of the span tree (deeper levels load when opened), then show
     the deepest span's detail."""
+    rows = page.locator(".tree .span-row")
+    expect(rows.first).to_be_visible()
     for _ in range(50):
         folded = page.locator(".tree details:not([open]) > summary")
         if folded.count() == 0:
             break
+        shown = rows.count()
         folded.first.click()
-        expect(page.locator(".tree [aria-busy=true]")).to_have_count(0)
-    page.locator(".span-row").last.click()
-    expect(page.locator(".span-detail h3")).to_be_visible()
+        expect(rows).not_to_have_count(shown)
+    deepest = page.locator(".span-row").last
+    expect(deepest).to_contain_text("level_23")
+    deepest.click()
+    expect(page.locator(".span-detail h3")).to_contain_text("level_23")
 
 
 @pytest.fixture
@@ -142,7 +149,7 @@ def fail_the_delivery(request_id: str) -> None:
 
 
 def log_a_deep_trace(deployment, user) -> str:
-    """A turn whose trace nests 14 spans deep (made by MLflow itself), as an agent of agents
+    """A turn whose trace nests 24 spans deep (made by MLflow itself), as an agent of agents
     returns; its request id is as long as some gateways make them."""
     from agents.models import RequestLog
     from tests.support.mlflow_traces import make_deep_trace
@@ -158,7 +165,7 @@ def log_a_deep_trace(deployment, user) -> str:
         execution_time_ms=5,
         request="Which sub-agent answered?",
         response="The innermost one.",
-        trace=make_deep_trace(14),
+        trace=make_deep_trace(24),
     )
     return request_id
 
@@ -215,7 +222,7 @@ def test_no_page_is_wider_than_the_window(
     page.goto(f"{live_server.url}/requests/{deep_request}/")
     page.locator(".trace > summary").click()
     open_the_whole_tree(page)
-    layout.check("request page with a 14-level trace all open")
+    layout.check("request page with a 24-level trace all open")
 
     fail_the_delivery(request_id)
     page.goto(f"{live_server.url}/deliveries/")
