@@ -147,7 +147,7 @@ def test_the_deployments_page_counts_ratings_and_deliveries(
     client.force_login(admin_user)
     html = client.get("/deployments/").content.decode()
     # Two current ratings; the first version of one was replaced before it went out.
-    assert '<td class="num">2' in html
+    assert '<td class="num" data-label="Ratings">2' in html
     assert "1 pending" in html and "1 failed" in html and "1 superseded" in html
     assert f"/deliveries/?deployment={turn.deployment_id}&amp;status=failed" in html
 
