@@ -99,7 +99,8 @@ class Rating(models.Model):
 
     `text_assessment` is {ratings: {name: {value, rationale?}}, free_text_comment,
     suggested_output}; `retrieval_assessments` is [{position, step_id, ratings,
-    free_text_comment}], `step_id` being the retriever span's id.
+    free_text_comment}], `step_id` being the retriever span's id; an item without `position`
+    rates the retrieval as a whole.
     """
 
     request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="ratings")
@@ -130,6 +131,11 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"Rating {self.pk} of {self.request_id} by {self.source_id}"
+
+    @property
+    def document_rating_count(self) -> int:
+        """Rated documents; a rating of a whole retrieval (no position) is not one."""
+        return sum(1 for doc in self.retrieval_assessments if "position" in doc)
 
 
 class DeliveryStatus(models.TextChoices):

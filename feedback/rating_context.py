@@ -62,7 +62,7 @@ def document_rating_context(
         rating = selectors.rating_current(turn, user)
     mine = {}
     for doc in rating.retrieval_assessments if rating else []:
-        if doc["step_id"] == span_id and doc["position"] == position:
+        if doc.get("step_id") == span_id and doc.get("position") == position:
             mine = doc
     return {
         "turn": turn,

@@ -33,10 +33,15 @@ class TextAssessmentSerializer(serializers.Serializer):
 
 
 class RetrievalAssessmentSerializer(serializers.Serializer):
-    position = serializers.IntegerField(help_text="The document's index in the span's output.")
+    position = serializers.IntegerField(
+        required=False,
+        help_text="The document's index in the span's output; absent when the item rates the "
+        "retrieval as a whole.",
+    )
     step_id = serializers.CharField(required=False, help_text="The retriever span's id.")
     ratings = serializers.DictField(
-        child=RatingValueSerializer(), help_text="`chunk_relevance` → its answer."
+        child=RatingValueSerializer(),
+        help_text="`chunk_relevance` → its answer for a document; any names for a whole retrieval.",
     )
     free_text_comment = serializers.CharField(required=False, allow_null=True)
 

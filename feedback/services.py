@@ -169,10 +169,11 @@ def rating_change(
         text = text_assessment
     if document is not None or clear_document is not None:
         key = clear_document or (document["step_id"], document["position"])
-        documents = [d for d in documents if (d["step_id"], d["position"]) != tuple(key)]
+        # Ratings of a retrieval as a whole have no position; they are kept as they are.
+        documents = [d for d in documents if (d.get("step_id"), d.get("position")) != tuple(key)]
         if document is not None:
             documents.append(document)
-            documents.sort(key=lambda d: (d["step_id"], d["position"]))
+            documents.sort(key=lambda d: (d.get("step_id") or "", d.get("position", -1)))
     return rating_create(
         turn=turn,
         reviewer=reviewer,

@@ -155,6 +155,9 @@ def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[st
             ("expected_response", {**item, "expectation": {"value": text["suggested_output"]}})
         )
     for doc in rating.retrieval_assessments:
+        if "position" not in doc:
+            out.extend(_whole_retrieval_assessments(base, meta, doc))
+            continue
         item = {
             **base,
             "assessment_name": CHUNK_RELEVANCE,
@@ -170,6 +173,26 @@ def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[st
             item = {**item, "assessment_name": "chunk_comment"}
             item["feedback"] = {"value": doc["free_text_comment"]}
         out.append((f"doc:{doc['step_id']}:{doc['position']}", item))
+    return out
+
+
+def _whole_retrieval_assessments(base: dict, meta: dict, doc: dict) -> list[tuple[str, dict]]:
+    """A rating of a retrieval as a whole (no position): one feedback per rating name, on the
+    retriever span when the rating names one, else on the trace."""
+    step = doc.get("step_id")
+    where = {"span_id": step} if step else {}
+    metadata = {**meta, "scope": "retrieval"}
+    comment = doc.get("free_text_comment")
+    out = []
+    for name, given in doc.get("ratings", {}).items():
+        item = {**base, **where, "assessment_name": name, "metadata": metadata}
+        item["feedback"] = {"value": given["value"]}
+        if given.get("rationale") or comment:
+            item["rationale"] = given.get("rationale") or comment
+        out.append((f"retrieval:{step or ''}:{name}", item))
+    if comment and not doc.get("ratings"):
+        item = {**base, **where, "assessment_name": "retrieval_comment", "metadata": metadata}
+        out.append((f"retrieval:{step or ''}:comment", {**item, "feedback": {"value": comment}}))
     return out
 
 

@@ -21,6 +21,7 @@ MAX_TEXT_CHARS = 20_000
 MAX_RATIONALE_CHARS = 5_000
 MAX_DOCUMENT_RATINGS = 1_000
 MAX_ERRORS = 20  # a list with thousands of bad items gets the first few messages, not 4 MB
+_RATING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 
 DEFAULT_QUESTION = {
@@ -169,7 +170,9 @@ def clean_text_assessment(questions: list[Question], data: Any) -> dict:
 
 
 def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> list[dict]:
-    """[{position, step_id, ratings {chunk_relevance}, free_text_comment?}], one per document."""
+    """[{position, step_id, ratings {chunk_relevance}, free_text_comment?}], one per document;
+    an item without `position` rates the retrieval as a whole ({step_id?, ratings,
+    free_text_comment?}, any rating names: the Databricks docs rate `groundedness` that way)."""
     if not isinstance(data, list):
         raise ValidationError("retrieval_assessments must be a list.")
     if len(data) > MAX_DOCUMENT_RATINGS:
@@ -186,6 +189,14 @@ def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> l
         unknown = sorted(set(item) - {"position", "step_id", "ratings", "free_text_comment"})
         if unknown:
             errors.append(f"{where} has unknown field(s): {', '.join(unknown)}.")
+            continue
+        if "position" not in item:
+            whole = _clean_whole_retrieval_rating(spans, item, where, errors)
+            if whole is not None and whole.get("step_id") in seen:
+                errors.append(f"{where} rates the retrieval of that step again.")
+            elif whole is not None:
+                seen.add(whole.get("step_id"))
+                cleaned.append(whole)
             continue
         span = _retriever_span(spans, item.get("step_id"), where, errors)
         position = item.get("position")
@@ -212,6 +223,49 @@ def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> l
         more = len(errors) - MAX_ERRORS
         raise ValidationError(errors[:MAX_ERRORS] + ([f"… and {more} more."] if more > 0 else []))
     return cleaned
+
+
+def _clean_whole_retrieval_rating(
+    spans: dict[str, RetrieverSpan], item: dict, where: str, errors: list[str]
+) -> dict | None:
+    out: dict[str, Any] = {}
+    if item.get("step_id") not in (None, ""):
+        span = _retriever_span(spans, item["step_id"], where, errors)
+        if span is None:
+            return None
+        out["step_id"] = span.span_id
+    ratings = _ratings_map(item.get("ratings", {}), f"{where}.ratings", errors)
+    if ratings is None:
+        return None
+    for name, rating in ratings.items():
+        if not _RATING_NAME.match(str(name)):
+            errors.append(f"{where}.ratings: {name!r} is not a rating name (letters, digits, _).")
+            return None
+        value = rating["value"]
+        if isinstance(value, dict | list) or value is None or not _is_number_or_text(value):
+            errors.append(f"{where}.ratings.{name}.value must be a string, number or boolean.")
+            return None
+    if ratings:
+        out["ratings"] = {
+            name: {
+                "value": rating["value"],
+                **({"rationale": rating["rationale"]} if rating.get("rationale") else {}),
+            }
+            for name, rating in ratings.items()
+        }
+    comment = _optional_text(item.get("free_text_comment"), f"{where}.free_text_comment", errors)
+    if comment:
+        out["free_text_comment"] = comment
+    if "ratings" not in out and "free_text_comment" not in out:
+        errors.append(f"{where} rates nothing: give ratings or a comment.")
+        return None
+    return out
+
+
+def _is_number_or_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return 0 < len(value) <= MAX_TEXT_CHARS
+    return isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _ranges(positions: frozenset[int]) -> str:

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from feedback.databricks_api import DatabricksFeedbackApi
 from reviewapp import views
 
 urlpatterns = [
@@ -17,6 +18,12 @@ urlpatterns = [
     path("", include("review.urls")),
     path("api/v1/", include("agents.api_urls")),
     path("api/v1/", include("feedback.api_urls")),
+    # Where Databricks clients send feedback: only the host changes (protocol.md §4.1).
+    path(
+        "serving-endpoints/<str:endpoint_name>/served-models/feedback/invocations",
+        DatabricksFeedbackApi.as_view(),
+        name="databricks-feedback",
+    ),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -230,4 +230,8 @@ def test_no_page_is_wider_than_the_window(
     expect(page.locator(".attempts-table")).to_contain_text("503")
     layout.check("deliveries with attempts open")
 
+    page.goto(f"{live_server.url}/requests/?status=answered&q=MLflow")
+    expect(page.locator(".requests-table")).to_contain_text("MLflow")
+    layout.check("requests with filters")
+
     assert not layout.problems, "\n".join(layout.problems) + f"\n(screenshots in {tmp_path})"
