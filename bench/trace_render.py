@@ -33,16 +33,21 @@ from tests.support import mlflow_traces  # noqa: E402  (after the path is set)
 
 mlflow_traces.use_serving_environment()  # before anything imports mlflow
 
-# Django on a throw-away SQLite database, for the render and browser measurements.
+# Django on a throw-away SQLite database, for the render and browser measurements; or, with
+# BENCH_DATABASE_URL=postgres://…/<scratch database>, on PostgreSQL (its tables are migrated and
+# filled: never point it at a database you keep).
 VAR_DIR = Path(tempfile.mkdtemp(prefix="bench-trace-"))
 os.environ.update({"VAR_DIR": str(VAR_DIR), "DJANGO_SETTINGS_MODULE": "reviewapp.settings"})
 os.environ.setdefault("SECRET_KEY", "bench-" + "k" * 50)
 os.environ.pop("DATABASE_URL", None)
+if os.environ.get("BENCH_DATABASE_URL"):
+    os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
 import django  # noqa: E402
 
 django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.template.loader import render_to_string  # noqa: E402
 
 from agents import selectors  # noqa: E402
@@ -322,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-chat", action="store_true", help="skip the demo agent's turns")
     args = parser.parse_args(argv)
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
+    print(f"Database: {connection.vendor}")
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)
     rows, paints = [], []
