@@ -20,8 +20,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.forms import JSONField as FormJSONField
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+from rest_framework.utils.json import strict_constant
 
 _STRING = re.compile(rb'"[^"]*"')
 # Kept by the first pass: brackets (curly ones turned square, depth is all that counts), quotes,
@@ -110,7 +112,7 @@ class DepthLimitedJSONParser(JSONParser):
         body = stream.read() if stream is not None else b""
         try:
             text = body.decode(encoding)
-            parse_constant = json.strict_constant if self.strict else None
+            parse_constant = strict_constant if self.strict else None
             return loads(text, parse_constant=parse_constant)
         except JSONTooDeep as exc:
             raise ParseError(f"{exc} Nothing was saved.") from None
@@ -131,3 +133,20 @@ class DepthLimitedFormJSONField(FormJSONField):
             except JSONTooDeep as exc:  # Django's own message would only say "not valid JSON"
                 raise ValidationError(str(exc), code="too_deep") from None
         return super().to_python(value)
+
+
+class DepthLimitedJSONField(serializers.JSONField):
+    """DRF's JSON field for form-encoded API bodies, whose JSON fields arrive as text (a JSON
+    body is already checked by DepthLimitedJSONParser): too deep is a 400 saying so."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs["decoder"] = kwargs.get("decoder") or DepthLimitedJSONDecoder
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, (str, bytes)) and (self.binary or getattr(data, "is_json_string", 0)):
+            try:
+                check_depth(data)
+            except JSONTooDeep as exc:
+                raise serializers.ValidationError(str(exc), code="too_deep") from None
+        return super().to_internal_value(data)
