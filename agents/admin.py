@@ -1,7 +1,12 @@
 from django.contrib import admin
+from django.db import models
 
 from agents.models import Deployment, RequestLog
 from feedback.admin import QuestionInline
+from reviewapp.jsonlimits import DepthLimitedFormJSONField
+
+# Too-deep JSON typed into a JSON field is a form error saying so (not a RecursionError).
+DEPTH_LIMITED_JSON = {models.JSONField: {"form_class": DepthLimitedFormJSONField}}
 
 
 @admin.register(Deployment)
@@ -21,6 +26,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     search_fields = ["display_name", "model_name", "endpoint_name"]
     filter_horizontal = ["allowed_users", "allowed_groups"]
     inlines = [QuestionInline]
+    formfield_overrides = DEPTH_LIMITED_JSON
     readonly_fields = [
         "review_app_url",
         "ratings_go_to",
@@ -104,6 +110,7 @@ class RequestLogAdmin(admin.ModelAdmin):
     list_filter = ["deployment", "status_code"]
     search_fields = ["databricks_request_id", "conversation_id"]
     list_select_related = ["deployment", "user"]
+    formfield_overrides = DEPTH_LIMITED_JSON
 
     def has_add_permission(self, request) -> bool:
         return False  # rows are written by chat turns only

@@ -1,6 +1,6 @@
 """REST API for deployments, shaped like databricks.agents' list_deployments/get_deployments."""
 
-from django.db import transaction
+from django.db import models, transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import Deployment, FeedbackSink, Health
 from reviewapp.api import IsAdminForWrites
+from reviewapp.jsonlimits import DepthLimitedJSONField
 
 _WRITABLE_FIELDS = [
     "display_name",
@@ -98,6 +99,12 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
 
 
 class DeploymentInputSerializer(serializers.ModelSerializer):
+    # JSON fields sent in a form arrive as text: too deep is a 400 (a JSON body is checked whole).
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.JSONField: DepthLimitedJSONField,
+    }
+
     class Meta:
         model = Deployment
         fields = _WRITABLE_FIELDS

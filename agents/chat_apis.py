@@ -19,6 +19,7 @@ from agents.schemas import ItemAdded, TextDelta
 from agents.traces import normalize_trace
 from agents.turns import TurnInProgress, TurnInput, run_turn, send_turn, sse
 from reviewapp import roles
+from reviewapp.jsonlimits import DepthLimitedJSONField
 
 CHAT_ROLES = ["system", "user", "assistant"]
 
@@ -125,7 +126,7 @@ class DeploymentChatApi(APIView):
         message = serializers.CharField(required=False, max_length=100_000)
         messages = MessageSerializer(many=True, required=False, allow_empty=False)
         conversation_id = serializers.UUIDField(required=False)
-        custom_inputs = serializers.JSONField(required=False)
+        custom_inputs = DepthLimitedJSONField(required=False)
         idempotency_key = serializers.CharField(required=False, max_length=64)
         stream = serializers.BooleanField(required=False, default=False)
 

@@ -8,12 +8,13 @@ Failures become AgentCallError with a message for people (`message`) and the tec
 """
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
+
+from reviewapp import jsonlimits
 
 CONNECT_TIMEOUT_S = 10.0
 EXCERPT_CHARS = 500
@@ -125,7 +126,9 @@ def _checked(status_code: int, text: str) -> AgentResponse:
             raw=text,
         )
     try:
-        parsed = json.loads(text)
+        parsed = jsonlimits.loads(text)
+    except jsonlimits.JSONTooDeep as exc:
+        raise _too_deep(exc, f"HTTP {status_code}, body: {excerpt(text)}", raw=text) from None
     except ValueError:
         raise AgentCallError(
             "The agent's answer is not valid JSON.",
@@ -159,7 +162,7 @@ async def get_json(url: str, *, headers: dict[str, str], timeout_s: float) -> ob
     """A small GET (endpoint metadata); None when it fails in any way: callers fall back."""
     try:
         response = await http_client().get(url, headers=headers, timeout=_timeout(timeout_s))
-        return response.json() if response.status_code == 200 else None
+        return jsonlimits.loads(response.text) if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
 
@@ -243,9 +246,21 @@ class StreamReader:
         )
 
 
+def _too_deep(exc: jsonlimits.JSONTooDeep, detail: str, raw: str = "") -> AgentCallError:
+    # Refused before decoding: Python's decoder would fail on it (RecursionError) past ~1000.
+    return AgentCallError(
+        f"The agent's answer is JSON nested deeper than {exc.limit} levels; it was refused.",
+        status_code=502,
+        detail=detail,
+        raw=raw,
+    )
+
+
 def _parse_event(data: str) -> object:
     try:
-        return json.loads(data)
+        return jsonlimits.loads(data)
+    except jsonlimits.JSONTooDeep as exc:
+        raise _too_deep(exc, f"data: {excerpt(data)}") from None
     except ValueError:
         raise AgentCallError(
             "The agent's stream holds a line that is not JSON.",

@@ -1,6 +1,7 @@
 """custom_inputs checks, shared by the editor (while typing), the chat form and the API.
 
-Rules: a JSON object, at most 64 KB, valid against the deployment's JSON Schema when it has one.
+Rules: a JSON object, at most 64 KB, nested at most JSON_MAX_DEPTH levels, valid against the
+deployment's JSON Schema when it has one.
 Errors say where: line and column for syntax, the path for schema errors.
 """
 
@@ -12,6 +13,7 @@ from django.core.exceptions import ValidationError
 
 from agents.models import Deployment
 from agents.validators import MAX_CUSTOM_INPUTS_BYTES
+from reviewapp import jsonlimits
 
 
 def parse_custom_inputs_text(text: str) -> Any:
@@ -23,7 +25,9 @@ def parse_custom_inputs_text(text: str) -> Any:
     if not text.strip():
         return {}
     try:
-        return json.loads(text)
+        return jsonlimits.loads(text)
+    except jsonlimits.JSONTooDeep as exc:
+        raise ValidationError(f"custom_inputs is {exc}") from None
     except json.JSONDecodeError as exc:
         raise ValidationError(f"Line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
 

@@ -19,7 +19,6 @@ Two routes of the tracking server (mlflow/server/handlers.py, 3.17.2):
 """
 
 import contextlib
-import json
 import logging
 import re
 import time
@@ -33,6 +32,7 @@ from agents.auth import AgentAuthError, auth_headers
 from agents.client import excerpt
 from agents.models import RequestLog
 from agents.trace_outline import outline_of
+from reviewapp import jsonlimits
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +182,16 @@ def _get_json(client: httpx.Client, url: str, params: dict) -> object | None:
             f"{where} answered HTTP {response.status_code}: {excerpt(' '.join(text.split()))}"
         )
     try:
-        return json.loads(text)
+        return jsonlimits.loads(text)
+    except jsonlimits.JSONTooDeep as exc:
+        raise TrackingServerError(f"the trace on {where} is refused: {exc}") from None
     except ValueError:
         raise TrackingServerError(f"{where} answered with something that is not JSON.") from None
 
 
 def _expected_span_count(metadata: dict) -> int:
     try:
-        count = json.loads(metadata.get(SIZE_STATS_KEY) or "{}").get("num_spans", 0)
+        count = jsonlimits.loads(metadata.get(SIZE_STATS_KEY) or "{}").get("num_spans", 0)
     except (ValueError, AttributeError):
         return 0
     return count if isinstance(count, int) else 0

@@ -26,7 +26,7 @@ from demo_agent.errors import ApiError, api_error_response, error_response
 from demo_agent.feedback import FeedbackLog
 from demo_agent.schema_requests import parse_turn_request
 from demo_agent.schemas import TASKS, schema_for_endpoint
-from demo_agent.streams import malformed_stream_response, stream_response
+from demo_agent.streams import malformed_stream_response, stream_response, too_deep_reply
 from demo_agent.validation import parse_feedback_records, parse_json_object
 
 MAX_REQUEST_ID_LENGTH = 256
@@ -116,6 +116,12 @@ def malformed_response(kind: str, request_id: str, stream: bool = False) -> Resp
         # Labelled JSON on purpose: clients must not trust the content type.
         return Response(
             "<html><body>upstream hiccup: this is not JSON</body></html>",
+            media_type="application/json",
+            headers={"x-request-id": request_id},
+        )
+    if kind == "too_deep":
+        return Response(
+            too_deep_reply(request_id),
             media_type="application/json",
             headers={"x-request-id": request_id},
         )

@@ -171,9 +171,25 @@ def stream_response(
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
 
+TOO_DEEP_LEVELS = 5000
+
+
+def too_deep_reply(request_id: str) -> str:
+    """A chat completion whose custom_outputs nest 5,000 lists deep: valid JSON that a decoder
+    recursing per level (Python's ~1000) cannot read. Written as text: json.dumps recurses too."""
+    nested = "[" * TOO_DEEP_LEVELS + "]" * TOO_DEEP_LEVELS
+    return (
+        '{"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", '
+        f'"content": "deep"}}}}], "custom_outputs": {{"nested": {nested}}}, '
+        f'"databricks_output": {{"databricks_request_id": {json.dumps(request_id)}}}}}'
+    )
+
+
 async def _malformed_body(kind: str, request_id: str) -> AsyncIterator[str]:
     if kind == "not_json":
         yield "data: <html><body>upstream hiccup: this is not JSON</body></html>\n\n"
+    elif kind == "too_deep":
+        yield f"data: {too_deep_reply(request_id)}\n\n"
     else:
         yield sse(
             {

@@ -19,7 +19,7 @@ STYLES = ("concise", "detailed", "bullets")
 DEFAULT_TOP_K = 3
 MAX_TOP_K = 10
 ROLES = ("system", "developer", "user", "assistant", "tool")
-MALFORMED_KINDS = ("not_json", "wrong_shape")
+MALFORMED_KINDS = ("not_json", "wrong_shape", "too_deep")
 MAX_SIMULATED_DELAY_MS = 600_000
 
 

@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.db import models
 
 from feedback.models import Delivery, DeliveryAttempt, Question, Rating
+from reviewapp.jsonlimits import DepthLimitedFormJSONField
 
 
 class QuestionInline(admin.TabularInline):
@@ -9,6 +11,8 @@ class QuestionInline(admin.TabularInline):
     model = Question
     extra = 0
     fields = ["order", "name", "text", "kind", "options", "min_value", "max_value"]
+    # Too-deep JSON in `options` is a form error saying so (not a RecursionError).
+    formfield_overrides = {models.JSONField: {"form_class": DepthLimitedFormJSONField}}
     verbose_name = "rating question"
     verbose_name_plural = (
         "Rating questions (none: the default “Is this response correct for your question?”, "

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from feedback.models import DeliveryStatus, QuestionKind
+from reviewapp.jsonlimits import DepthLimitedJSONField
 
 
 class RatingValueSerializer(serializers.Serializer):
@@ -50,12 +51,12 @@ class RetrievalAssessmentSerializer(serializers.Serializer):
 
 
 @extend_schema_field(TextAssessmentSerializer(many=True))
-class TextAssessmentsField(serializers.JSONField):
+class TextAssessmentsField(DepthLimitedJSONField):
     """Taken as JSON and checked whole by feedback.validation (errors name the exact place)."""
 
 
 @extend_schema_field(RetrievalAssessmentSerializer(many=True))
-class RetrievalAssessmentsField(serializers.JSONField):
+class RetrievalAssessmentsField(DepthLimitedJSONField):
     """Taken as JSON and checked whole by feedback.validation (errors name the exact place)."""
 
 

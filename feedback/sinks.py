@@ -22,6 +22,7 @@ from agents.models import AuthKind, Deployment, RequestLog
 from feedback import transport
 from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, QuestionKind, Rating
 from feedback.validation import questions_for
+from reviewapp import jsonlimits
 
 ERROR_EXCERPT_CHARS = 500
 
@@ -265,6 +266,6 @@ def trace_id_of(request_pk: int) -> str:
 
 def parse_assessment_id(text: str) -> str:
     try:
-        return str(json.loads(text)["assessment"]["assessment_id"])
+        return str(jsonlimits.loads(text)["assessment"]["assessment_id"])
     except (ValueError, KeyError, TypeError):
         return ""

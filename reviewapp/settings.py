@@ -165,6 +165,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "reviewapp.api.exception_handler",
+    # DRF's JSON parser with a cap on nesting depth: too deep is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": [
+        "reviewapp.jsonlimits.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Review App API",
@@ -240,6 +246,9 @@ else:
 # and an agent's answer larger than AGENT_MAX_REPLY_BYTES is refused.
 REQUEST_LOG_MAX_BODY_BYTES = env_int("REQUEST_LOG_MAX_BODY_BYTES", 10_000_000, minimum=1000)
 AGENT_MAX_REPLY_BYTES = env_int("AGENT_MAX_REPLY_BYTES", 50_000_000, minimum=1000)
+# JSON nested deeper than this (API bodies, forms, custom_inputs, agent replies) is refused with
+# a clear error (reviewapp/jsonlimits.py); Python's own limit of ~1000 levels would be a crash.
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64, minimum=8, maximum=500)
 # Connections the one shared agent client may hold open at once (per process): every turn in
 # flight holds one, so this caps the turns in flight per process.
 AGENT_MAX_CONNECTIONS = env_int("AGENT_MAX_CONNECTIONS", 2000, minimum=1)

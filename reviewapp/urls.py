@@ -27,3 +27,9 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# Under /api/ the errors Django answers itself (no URL matched, an uncaught exception) are JSON.
+handler400 = "reviewapp.views.bad_request"
+handler403 = "reviewapp.views.permission_denied"
+handler404 = "reviewapp.views.page_not_found"
+handler500 = "reviewapp.views.server_error"
