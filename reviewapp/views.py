@@ -3,7 +3,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.http import require_GET
 
-API_PREFIX = "/api/"
+# The app's APIs: its own, and the Databricks-compatible feedback endpoint clients call.
+API_PREFIXES = ("/api/", "/serving-endpoints/")
 
 
 @require_GET
@@ -15,14 +16,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 # Django's error views (reviewapp/urls.py handler400..500) answer HTML pages; an API client
-# under /api/ gets the API's JSON error shape instead, whatever raised (a URL that matches
-# nothing, a bug, a database that is down), under WSGI and ASGI alike. DRF already answers the
-# errors raised inside its views; these catch the rest. With DEBUG on, Django shows its
-# technical pages instead, as for every other page.
+# (under API_PREFIXES) gets the API's JSON error shape instead, whatever raised (a URL that
+# matches nothing, a bug, a database that is down), under WSGI and ASGI alike. DRF already
+# answers the errors raised inside its views; these catch the rest. With DEBUG on, Django shows
+# its technical pages instead, as for every other page.
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PREFIX)
+    return request.path.startswith(API_PREFIXES)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

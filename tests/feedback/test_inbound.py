@@ -211,3 +211,15 @@ def test_records_of_two_answers_are_two_ratings(turn, reviewer, demo_deployment)
     )
     assert send(turn, body, token=token_of(reviewer)).status_code == 200
     assert Rating.objects.filter(is_current=True).count() == 2
+
+
+def test_errors_of_the_endpoint_are_json(turn, reviewer, client):
+    deep = {"dataframe_records": [{"request_id": turn.databricks_request_id}]}
+    node = deep
+    for _ in range(100):
+        node["x"] = {}
+        node = node["x"]
+    response = send(turn, deep, token=token_of(reviewer))
+    assert response.status_code == 400 and "nested deeper than" in response.json()["detail"]
+    missing = client.post("/serving-endpoints/x/served-models/other/invocations", {})
+    assert missing.status_code == 404 and missing.json() == {"detail": "Not found."}
