@@ -151,18 +151,14 @@ def fail_the_delivery(request_id: str) -> None:
 def log_a_deep_trace(deployment, user) -> str:
     """A turn whose trace nests 24 spans deep (made by MLflow itself), as an agent of agents
     returns; its request id is as long as some gateways make them."""
-    from agents.models import RequestLog
     from tests.support.mlflow_traces import make_deep_trace
+    from tests.support.turns import logged_turn
 
     request_id = "gateway-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c1e-retry-2"
-    RequestLog.objects.create(
-        deployment=deployment,
-        user=user,
+    logged_turn(
+        deployment,
+        user,
         databricks_request_id=request_id,
-        date="2026-11-22",
-        timestamp_ms=0,
-        status_code=200,
-        execution_time_ms=5,
         request="Which sub-agent answered?",
         response="The innermost one.",
         trace=make_deep_trace(24),
