@@ -93,7 +93,6 @@ def seed_database(thumbs: dict, scores: dict):
         model_name=f"main.agents.bench_{uuid.uuid4().hex[:8]}",
         model_version="1",
         query_endpoint="http://127.0.0.1:9/serving-endpoints/bench/invocations",
-        created_by=admin,
     )
     Question.objects.create(deployment=deployment, name="answer_correct", text="?", kind="thumbs")
     Question.objects.create(
