@@ -121,7 +121,7 @@ def _percent_agreement(used: dict) -> Figure:
         name="Percent agreement",
         value=value,
         items=len(used),
-        reading=f"{value:.0%} of pairs of reviewers gave the same answer",
+        reading=f"{value * 100:.0f} % of pairs of reviewers gave the same answer",
     )
 
 

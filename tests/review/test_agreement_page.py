@@ -145,7 +145,7 @@ def test_reviewers_get_the_agreement_panel_loaded_when_opened(client, rated, rev
     text = unescape(thumbs)
     assert "Cohen's κ" in text and "Krippendorff's α (nominal)" in text
     assert "67 %" in text and "3 turns with two or more answers, from 2 reviewers" in text
-    assert "slight" in text  # Cohen's κ = 0
+    assert "slight" in text and "67 % of pairs of reviewers gave the same answer" in text
     assert f'href="/requests/?deployment={bot.pk}&amp;disagree=answer_correct"' in thumbs
     assert "show disagreements" in thumbs
     assert "Cohen's κ (quadratic weights)" in unescape(html)
