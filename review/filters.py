@@ -18,6 +18,7 @@ STATUSES = [
     ("incomplete", "Incomplete"),
 ]
 RATED = [("", "Rated or not"), ("yes", "Rated"), ("no", "Not rated")]
+_QUESTION_NAME = r"^[a-z][a-z0-9_]{0,63}\Z"
 _RATING_VALUE = re.compile(r"^([a-z][a-z0-9_]{0,63}):(.{1,200})\Z", re.DOTALL)
 
 
@@ -47,6 +48,23 @@ class Cursor:
             ) from None
 
 
+@dataclass(frozen=True)
+class RequestFilters:
+    deployment_id: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    status: str = ""
+    rated: str = ""
+    rating: tuple[str, str] | None = None
+    reviewer: str = ""
+    min_ms: int | None = None
+    max_ms: int | None = None
+    conversation_id: str = ""
+    text: str = ""
+    # A question's name: only turns whose current ratings give it two or more different values.
+    disagree: str = ""
+
+
 class RequestFilterForm(forms.Form):
     """Every filter is optional and they combine (AND). Rating filters apply to one current
     rating: "reviewer bob, answer_correct negative" means bob's current rating says negative."""
@@ -64,6 +82,13 @@ class RequestFilterForm(forms.Form):
     max_ms = forms.IntegerField(required=False, min_value=0, label="to (ms)")
     conversation = forms.UUIDField(required=False, label="Conversation")
     q = forms.CharField(required=False, max_length=200, label="Search")
+    disagree = forms.RegexField(
+        _QUESTION_NAME,
+        required=False,
+        max_length=64,
+        label="Reviewers differ on",
+        error_messages={"invalid": "Name a question, for example answer_correct."},
+    )
     after = forms.CharField(required=False, max_length=200)
 
     def __init__(self, data, *, deployments, can_review: bool):
@@ -73,7 +98,7 @@ class RequestFilterForm(forms.Form):
         ]
         self.can_review = can_review
         if not can_review:  # only reviewers and admins may see ratings
-            for name in ("rated", "rating", "reviewer"):
+            for name in ("rated", "rating", "reviewer", "disagree"):
                 del self.fields[name]
 
     def clean_rating(self) -> tuple[str, str] | None:
@@ -100,6 +125,25 @@ class RequestFilterForm(forms.Form):
         if low is not None and high is not None and low > high:
             self.add_error("max_ms", "The highest latency is below the lowest.")
         return data
+
+    def to_filters(self) -> RequestFilters:
+        """The valid form's filters, as review.selectors takes them."""
+        data = self.cleaned_data
+        start, end = self.time_range()
+        return RequestFilters(
+            deployment_id=data.get("deployment"),
+            start=start,
+            end=end,
+            status=data.get("status", ""),
+            rated=data.get("rated", ""),
+            rating=data.get("rating"),
+            reviewer=data.get("reviewer", "").strip(),
+            min_ms=data.get("min_ms"),
+            max_ms=data.get("max_ms"),
+            conversation_id=str(data["conversation"]) if data.get("conversation") else "",
+            text=data.get("q", "").strip(),
+            disagree=data.get("disagree", ""),
+        )
 
     def time_range(self) -> tuple[datetime | None, datetime | None]:
         """[since 00:00, the day after until 00:00) in the server's time zone."""

@@ -3,36 +3,21 @@ each row's current ratings summed up. Uses the agents and feedback apps through 
 public fields only; visibility is agents.selectors.requests_visible_to."""
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KT
 from django.db.models.functions import Substr
 
 from agents import selectors as agent_selectors
 from agents.models import RequestLog
 from feedback.models import Rating
 from feedback.validation import questions_for
-from review.filters import Cursor
+from review.filters import Cursor, RequestFilters
 
 PAGE_SIZE = 50
 EXCERPT_CHARS = 200
-
-
-@dataclass(frozen=True)
-class RequestFilters:
-    deployment_id: int | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    status: str = ""
-    rated: str = ""
-    rating: tuple[str, str] | None = None
-    reviewer: str = ""
-    min_ms: int | None = None
-    max_ms: int | None = None
-    conversation_id: str = ""
-    text: str = ""
 
 
 @dataclass
@@ -47,6 +32,8 @@ class RatingSummary:
     # [(question name, [(value, how many current ratings say it), ...]), ...], as lists so that
     # templates never mistake a value named like a dict method ("items") for the method.
     answers: list[tuple[str, list[tuple[str, int]]]]
+    # [(reviewer, their answer), ...] to the question of the `disagree` filter, else empty.
+    side_by_side: list[tuple[str, str]] = field(default_factory=list)
 
 
 def request_search(
@@ -56,8 +43,9 @@ def request_search(
     after: Cursor | None = None,
     limit: int = PAGE_SIZE,
 ) -> RequestPage:
-    """One page of the turns the user may see that match every filter, newest first."""
-    turns = _filtered(agent_selectors.requests_visible_to(user), filters)
+    """One page of the turns the user may see that match every filter, newest first. With the
+    `disagree` filter, each row's summary also lists who answered that question what."""
+    turns = matching_turns(user, filters)
     if after is not None:
         turns = turns.filter(
             Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, pk__lt=after.pk)
@@ -87,10 +75,16 @@ def request_search(
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = Cursor(rows[-1].created_at, rows[-1].pk)
-    summaries = _rating_summaries(rows)
+    summaries = _rating_summaries(rows, side_by_side=filters.disagree)
     for row in rows:
         row.rating_summary = summaries.get(row.pk)
     return RequestPage(rows=rows, next_cursor=next_cursor)
+
+
+def matching_turns(user: AbstractBaseUser, filters: RequestFilters) -> QuerySet[RequestLog]:
+    """The turns the user may see that match every filter, unordered (the requests page and the
+    agreement figures both start from it)."""
+    return _filtered(agent_selectors.requests_visible_to(user), filters)
 
 
 def _filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet[RequestLog]:
@@ -119,6 +113,8 @@ def _filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet[Reques
 
 def _rating_filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet[RequestLog]:
     """One EXISTS over current ratings, so reviewer and value apply to the same rating."""
+    if f.disagree:
+        turns = turns.filter(_reviewers_differ_on(f.disagree))
     if not (f.rated or f.rating or f.reviewer):
         return turns
     ratings = Rating.objects.filter(request=OuterRef("pk"), is_current=True)
@@ -132,20 +128,39 @@ def _rating_filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet
     return turns.filter(Exists(ratings))
 
 
-def _rating_summaries(rows: list[RequestLog]) -> dict[int, RatingSummary]:
-    """Each row's current ratings: how many, and per question how many said each value."""
+def _reviewers_differ_on(name: str) -> Exists:
+    """A current rating answers `name` with a value that another current rating of the same
+    turn does not give. Values compare as stored: ratings keep one text per value ("4", not
+    "4.0": feedback.validation.clean_value)."""
+    value = KT(f"text_assessment__ratings__{name}__value")
+    answered = Rating.objects.filter(is_current=True).annotate(answer=value)
+    answered = answered.filter(answer__isnull=False)
+    other_answer = answered.filter(request=OuterRef("request")).exclude(answer=OuterRef("answer"))
+    return Exists(answered.filter(request=OuterRef("pk")).filter(Exists(other_answer)))
+
+
+def _rating_summaries(rows: list[RequestLog], side_by_side: str = "") -> dict[int, RatingSummary]:
+    """Each row's current ratings: how many, and per question how many said each value; with
+    `side_by_side` a question's name, also each reviewer's answer to it."""
     found = Rating.objects.filter(request_id__in=[r.pk for r in rows], is_current=True)
     counts: dict[int, int] = Counter()
     values: dict[int, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
-    for request_id, text in found.values_list("request_id", "text_assessment"):
+    by_reviewer: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for request_id, username, source_id, text in found.order_by("source_id").values_list(
+        "request_id", "reviewer__username", "source_id", "text_assessment"
+    ):
         counts[request_id] += 1
         for name, rating in (text or {}).get("ratings", {}).items():
             if isinstance(rating, dict) and "value" in rating:
                 values[request_id][name][str(rating["value"])] += 1
+                if name == side_by_side:
+                    who = username or source_id  # the source alone once the user is deleted
+                    by_reviewer[request_id].append((who, str(rating["value"])))
     return {
         pk: RatingSummary(
             count=n,
             answers=[(name, sorted(said.items())) for name, said in sorted(values[pk].items())],
+            side_by_side=by_reviewer.get(pk, []),
         )
         for pk, n in counts.items()
     }

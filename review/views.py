@@ -4,12 +4,13 @@ filters, call review.selectors, render (htmx swaps only the rows)."""
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from agents import selectors as agent_selectors
-from review import selectors
+from review import agreement_selectors, selectors
 from review.filters import RequestFilterForm
 from reviewapp import roles
 
@@ -29,10 +30,13 @@ def request_list(request: HttpRequest) -> HttpResponse:
     }
     if form.is_valid():
         page = selectors.request_search(
-            request.user, _filters_of(form), after=form.cleaned_data["after"]
+            request.user, form.to_filters(), after=form.cleaned_data["after"]
         )
         context.update(
-            page=page, chips=_chips(request, form), next_query=_next_query(request, page)
+            page=page,
+            chips=_chips(request, form),
+            next_query=_next_query(request, page),
+            filter_query=_filter_query(request),
         )
         status = 200
     else:
@@ -44,22 +48,33 @@ def request_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context, status=status)
 
 
-def _filters_of(form: RequestFilterForm) -> selectors.RequestFilters:
-    data = form.cleaned_data
-    start, end = form.time_range()
-    return selectors.RequestFilters(
-        deployment_id=data.get("deployment"),
-        start=start,
-        end=end,
-        status=data.get("status", ""),
-        rated=data.get("rated", ""),
-        rating=data.get("rating"),
-        reviewer=data.get("reviewer", "").strip(),
-        min_ms=data.get("min_ms"),
-        max_ms=data.get("max_ms"),
-        conversation_id=str(data["conversation"]) if data.get("conversation") else "",
-        text=data.get("q", "").strip(),
+@require_GET
+@login_required
+def request_agreement(request: HttpRequest) -> HttpResponse:
+    """The Agreement panel's body (htmx loads it when the panel opens): figures per question
+    over the turns that match the page's filters. Reviewers and admins only."""
+    if not roles.can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may see agreement between reviewers.")
+    form = _filter_form(request)
+    report = None
+    if form.is_valid():
+        report = agreement_selectors.agreement_by_question(request.user, form.to_filters())
+    others = {k: v for k, v in request.GET.items() if k not in ("after", "disagree") and v}
+    context = {"form": form, "report": report, "disagree_query": urlencode(others)}
+    status = 200 if report is not None else 400
+    return render(request, "review/request_list.html#agreement", context, status=status)
+
+
+def _filter_form(request: HttpRequest) -> RequestFilterForm:
+    deployments = list(agent_selectors.deployments_visible_to(request.user))
+    return RequestFilterForm(
+        request.GET, deployments=deployments, can_review=roles.can_review(request.user)
     )
+
+
+def _filter_query(request: HttpRequest) -> str:
+    """The filters of this view, without the page cursor: for the panel and its links."""
+    return urlencode({k: v for k, v in request.GET.items() if k != "after" and v})
 
 
 def _chips(request: HttpRequest, form: RequestFilterForm) -> list[dict]:

@@ -183,3 +183,30 @@ def test_question_answers_match_the_schema(spec, api_client, admin_user, deploym
     )
     assert replaced.status_code == 200, replaced.content
     assert_matches(spec, replaced, "/api/v1/deployments/{id}/questions/", "put")
+
+
+def test_agreement_answers_match_the_schema(
+    spec, api_client, reviewer, admin_user, deployment_factory
+):
+    from feedback.services import rating_create
+    from tests.support.turns import logged_turn
+
+    deployment = deployment_factory()
+
+    def both_rate(rita_says: str) -> None:
+        turn = logged_turn(deployment, reviewer)
+        for who, value in ((reviewer, rita_says), (admin_user, "positive")):
+            rating_create(
+                turn=turn,
+                reviewer=who,
+                text_assessments=[{"ratings": {"answer_correct": {"value": value}}}],
+            )
+
+    api_client.force_authenticate(reviewer)
+    both_rate("positive")
+    unanimous = assert_matches(spec, api_client.get("/api/v1/agreement/"), "/api/v1/agreement/")
+    kappa = unanimous["questions"][0]["figures"][1]
+    assert kappa["key"] == "cohens_kappa" and kappa["value"] is None  # 0/0: stated as null
+    both_rate("negative")
+    differ = assert_matches(spec, api_client.get("/api/v1/agreement/"), "/api/v1/agreement/")
+    assert differ["questions"][0]["figures"][0]["value"] == 0.5

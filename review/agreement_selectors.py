@@ -1,0 +1,106 @@
+"""Agreement figures per question over the current ratings of the turns that match the requests
+page's filters. Later a review session will hand review.agreement its own items instead."""
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from agents.models import Deployment
+from feedback.models import QuestionKind, Rating
+from feedback.validation import questions_for
+from review.agreement import Agreement, Level, agreement
+from review.filters import RequestFilters
+from review.selectors import matching_turns
+
+# The newest turns that match, at most: enough for a stable figure, and a bounded cost (the
+# figures over 10,000 turns × 3 reviewers take well under a second, bench/review_agreement.py).
+TURN_CAP = 10_000
+LEVEL_OF_KIND: dict[str, Level] = {
+    QuestionKind.THUMBS: "nominal",
+    QuestionKind.CATEGORICAL: "nominal",
+    QuestionKind.NUMERIC: "interval",
+}
+
+
+@dataclass(frozen=True)
+class QuestionAgreement:
+    question: str
+    level: Level
+    agreement: Agreement
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    turns: int  # turns considered: the newest matching ones, up to `cap`
+    cap: int
+    capped: bool  # more turns matched than were considered
+    questions: list[QuestionAgreement]
+
+
+def agreement_by_question(
+    user: AbstractBaseUser, filters: RequestFilters, *, cap: int = TURN_CAP
+) -> AgreementReport:
+    """For each thumbs, categorical or numeric question, agreement between the current ratings
+    of the newest `cap` turns that match, one label per reviewer and turn.
+    A question asked as a number by one deployment and as a category by another is left out:
+    its answers cannot be compared at one level."""
+    turn_ids = list(
+        matching_turns(user, filters)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", flat=True)[: cap + 1]
+    )
+    capped = len(turn_ids) > cap
+    turn_ids = turn_ids[:cap]
+    ratings = Rating.objects.filter(request_id__in=turn_ids, is_current=True).values_list(
+        "request_id", "deployment_id", "reviewer_id", "source_id", "text_assessment"
+    )
+    labels: dict[str, dict[int, dict[object, object]]] = defaultdict(lambda: defaultdict(dict))
+    deployment_ids = set()
+    for turn_id, deployment_id, reviewer_id, source_id, text in ratings:
+        # One current rating per (turn, reviewer); a deleted user's ratings keep their source.
+        reviewer = reviewer_id if reviewer_id is not None else f"source:{source_id}"
+        deployment_ids.add(deployment_id)
+        for name, rating in ((text or {}).get("ratings") or {}).items():
+            if isinstance(rating, dict) and rating.get("value") is not None:
+                labels[name][turn_id][reviewer] = rating["value"]
+    levels = _levels(deployment_ids)
+    questions = []
+    for name in sorted(labels):
+        level = levels.get(name)
+        if level is None:
+            continue
+        by_turn = {turn: _comparable(by, level) for turn, by in labels[name].items()}
+        questions.append(QuestionAgreement(name, level, agreement(by_turn, level)))
+    return AgreementReport(turns=len(turn_ids), cap=cap, capped=capped, questions=questions)
+
+
+def _levels(deployment_ids: set[int]) -> dict[str, Level]:
+    """Each question name's level over these deployments; None when they do not agree on it."""
+    found: dict[str, set] = defaultdict(set)
+    for deployment in Deployment.objects.filter(pk__in=deployment_ids).prefetch_related(
+        "questions"
+    ):
+        for question in questions_for(deployment):
+            found[question.name].add(LEVEL_OF_KIND.get(question.kind))
+    return {name: levels.pop() for name, levels in found.items() if len(levels) == 1}
+
+
+def _comparable(by_reviewer: dict[object, object], level: Level) -> dict[object, object]:
+    """Numbers for the interval level (ratings carry them as text, "4" or "3.5"; an answer that
+    is no number was saved before the question became numeric and is left out); text for
+    categories."""
+    if level == "nominal":
+        return {reviewer: str(value) for reviewer, value in by_reviewer.items()}
+    numbers = {}
+    for reviewer, value in by_reviewer.items():
+        if isinstance(value, bool):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            numbers[reviewer] = number
+    return numbers
