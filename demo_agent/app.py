@@ -8,6 +8,7 @@ thousand coroutines, not a thousand threads. The agent run itself is quick and r
 
 import asyncio
 import random
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -181,7 +182,18 @@ async def feedback_invocations(request: Request) -> Response:
             "Simulated: the feedback model is temporarily unavailable (feedback_error_rate).",
             headers={"Retry-After": RETRY_AFTER[503]},
         )
-    records = parse_feedback_records(parse_json_object(await request.body()))
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        # The sink's caller gave up mid-body (its timeout, a killed worker): nothing was
+        # received, so nothing is logged; it sends the record again. Not the agent's error.
+        print(
+            f"demo agent: a feedback caller hung up before its body arrived ({request.url.path})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return Response(status_code=400)
+    records = parse_feedback_records(parse_json_object(body))
     idempotency_key = request.headers.get("idempotency-key")
     await state.feedback_log.append(request.path_params["name"], records, idempotency_key)
     return JSONResponse({"predictions": {"result": "ok"}})

@@ -131,3 +131,24 @@ def test_the_feedback_log_can_be_cleared(demo_agent):
     demo_agent.clear_feedback()
     assert demo_agent.records() == []
     assert demo_agent.feedback_log.read_text() == ""
+
+
+def test_a_caller_that_hangs_up_mid_body_logs_nothing_and_no_traceback(demo_agent):
+    """A sink post cut by its timeout or a killed worker is not the agent's error."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(demo_agent.feedback_url("hang-up"))
+    auth = "".join(f"{k}: {v}\r\n" for k, v in demo_agent.auth_headers().items())
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(
+            f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n{auth}"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            '{"dataframe_records": ['.encode()
+        )
+        time.sleep(0.3)  # the agent is now waiting for the rest of the body
+    time.sleep(0.5)
+    assert demo_agent.records("hang-up") == []
+    assert "hung up before its body arrived" in demo_agent.stderr()
+    assert "Traceback" not in demo_agent.stderr()
