@@ -92,7 +92,7 @@ def assessment_log_rows(rating: Rating) -> list[dict]:
         rows.append(
             {
                 **common,
-                "step_id": doc["step_id"],
+                "step_id": doc.get("step_id"),  # a whole retrieval's rating may name none
                 "text_assessment": None,
                 "retrieval_assessment": retrieval,
             }

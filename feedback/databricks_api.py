@@ -76,8 +76,33 @@ def _record(**kwargs) -> serializers.Serializer:
 _RESULT = inline_serializer("FeedbackResult", {"result": serializers.CharField()})
 
 
+# Databricks' error codes for the statuses this endpoint answers.
+_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "BAD_REQUEST",
+    413: "BAD_REQUEST",
+    415: "BAD_REQUEST",
+}
+
+
 class DatabricksFeedbackApi(APIView):
     authentication_classes = [DatabricksTokenAuthentication, TokenAuthentication]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Every error in Databricks' shape {error_code, message}, as its clients read it, also
+        those DRF raises before the view runs (a body that is not JSON or too deep, no token)."""
+        response = super().handle_exception(exc)
+        detail = response.data.get("detail") if isinstance(response.data, dict) else None
+        if detail is not None:
+            response.data = {
+                "error_code": _ERROR_CODES.get(response.status_code, "INTERNAL_ERROR"),
+                "message": str(detail),
+                "errors": [str(detail)],
+            }
+        return response
 
     @extend_schema(
         operation_id="databricks_feedback_invocations",

@@ -6,7 +6,6 @@ that turn by the caller, saved and forwarded like any other (feedback.services.r
 All or nothing: every record is checked first, and one bad record saves none of them.
 """
 
-import json
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -16,10 +15,12 @@ from django.db import transaction
 from agents import selectors as agent_selectors
 from agents.models import RequestLog
 from feedback.models import SOURCE_TYPE_HUMAN, Rating
-from feedback.services import rating_create, rating_validate, source_id_of
-from reviewapp import roles
+from feedback.services import check_can_rate, rating_create, rating_validate, source_id_of
+from reviewapp import jsonlimits, roles
 
-MAX_RECORDS = 1_000
+# Each record may read its answer's stored trace (to check document positions): a bounded call.
+# The app's own Databricks sink sends at most DELIVERY_BATCH_SIZE (100) records a call.
+MAX_RECORDS = 200
 COLUMNS = {"request_id", "source", "text_assessments", "retrieval_assessments", "step_id"}
 
 
@@ -79,6 +80,8 @@ def _split_to_records(split: Any) -> list[dict]:
     columns, rows = split.get("columns"), split.get("data")
     if not isinstance(columns, list) or not isinstance(rows, list):
         raise ValidationError("dataframe_split needs a list of columns and a list of rows.")
+    if not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
+        raise ValidationError("dataframe_split columns must be distinct column names (strings).")
     if any(not isinstance(row, list) or len(row) != len(columns) for row in rows):
         raise ValidationError(f"Each row of dataframe_split needs {len(columns)} values.")
     return [dict(zip(columns, row, strict=True)) for row in rows]
@@ -110,8 +113,7 @@ def _checked_record(
             f"not {endpoint_name!r}."
         )
     _check_source(caller, _column(record, "source"))
-    if turn.error:
-        raise ValidationError("this answer failed, so there is nothing to rate.")
+    check_can_rate(caller, turn)  # a failed answer, a disabled deployment: named per record
     text = _column(record, "text_assessments")
     retrieval = _column(record, "retrieval_assessments")
     rating_validate(turn=turn, text_assessments=text, retrieval_assessments=retrieval)
@@ -124,7 +126,9 @@ def _column(record: dict, name: str) -> Any:
     value = record.get(name)
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return jsonlimits.loads(value)
+        except jsonlimits.JSONTooDeep as exc:
+            raise ValidationError(f"{name}: {exc}") from None
         except ValueError:
             raise ValidationError(f"{name} is a string that is not JSON.") from None
     return value

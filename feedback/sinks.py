@@ -21,7 +21,7 @@ from agents.auth import AgentAuthError, auth_headers
 from agents.models import AuthKind, Deployment, RequestLog
 from feedback import transport
 from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, QuestionKind, Rating
-from feedback.validation import questions_for
+from feedback.validation import THUMBS_VALUES, questions_for
 from reviewapp import jsonlimits
 
 ERROR_EXCERPT_CHARS = 500
@@ -187,7 +187,9 @@ def _whole_retrieval_assessments(base: dict, meta: dict, doc: dict) -> list[tupl
     out = []
     for name, given in doc.get("ratings", {}).items():
         item = {**base, **where, "assessment_name": name, "metadata": metadata}
-        item["feedback"] = {"value": given["value"]}
+        value = given["value"]
+        # "positive"/"negative" as booleans, like the answer's thumbs and chunk_relevance.
+        item["feedback"] = {"value": value == "positive" if value in THUMBS_VALUES else value}
         if given.get("rationale") or comment:
             item["rationale"] = given.get("rationale") or comment
         out.append((f"retrieval:{step or ''}:{name}", item))

@@ -237,6 +237,7 @@ def _clean_whole_retrieval_rating(
     ratings = _ratings_map(item.get("ratings", {}), f"{where}.ratings", errors)
     if ratings is None:
         return None
+    cleaned: dict[str, dict] = {}
     for name, rating in ratings.items():
         if not _RATING_NAME.match(str(name)):
             errors.append(f"{where}.ratings: {name!r} is not a rating name (letters, digits, _).")
@@ -245,14 +246,19 @@ def _clean_whole_retrieval_rating(
         if isinstance(value, dict | list) or value is None or not _is_number_or_text(value):
             errors.append(f"{where}.ratings.{name}.value must be a string, number or boolean.")
             return None
-    if ratings:
-        out["ratings"] = {
-            name: {
-                "value": rating["value"],
-                **({"rationale": rating["rationale"]} if rating.get("rationale") else {}),
-            }
-            for name, rating in ratings.items()
-        }
+        # The sinks send it on as text (MLflow's `rationale` is a string): check it as such.
+        found = len(errors)
+        rationale = _optional_text(
+            rating.get("rationale"),
+            f"{where}.ratings.{name}.rationale",
+            errors,
+            MAX_RATIONALE_CHARS,
+        )
+        if len(errors) > found:
+            return None
+        cleaned[name] = {"value": value, **({"rationale": rationale} if rationale else {})}
+    if cleaned:
+        out["ratings"] = cleaned
     comment = _optional_text(item.get("free_text_comment"), f"{where}.free_text_comment", errors)
     if comment:
         out["free_text_comment"] = comment

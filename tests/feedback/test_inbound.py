@@ -180,7 +180,7 @@ def test_a_whole_retrieval_rating_becomes_one_mlflow_feedback_per_name(turn, rev
     )
     assessments = dict(mlflow_assessments(rating, "tr-123"))
     whole = assessments[f"retrieval:{span}:groundedness"]
-    assert whole["span_id"] == span and whole["feedback"] == {"value": "negative"}
+    assert whole["span_id"] == span and whole["feedback"] == {"value": False}
     assert whole["rationale"] == "Cites a document that says otherwise."
     assert whole["metadata"]["scope"] == "retrieval"
     assert assessments[f"doc:{span}:0"]["feedback"] == {"value": True}
@@ -220,6 +220,61 @@ def test_errors_of_the_endpoint_are_json(turn, reviewer, client):
         node["x"] = {}
         node = node["x"]
     response = send(turn, deep, token=token_of(reviewer))
-    assert response.status_code == 400 and "nested deeper than" in response.json()["detail"]
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "BAD_REQUEST"
+    assert "nested deeper than" in response.json()["message"]
+    assert send(turn, deep, token="wrong").json()["error_code"] == "UNAUTHENTICATED"
     missing = client.post("/serving-endpoints/x/served-models/other/invocations", {})
     assert missing.status_code == 404 and missing.json() == {"detail": "Not found."}
+
+
+def test_a_json_string_column_nested_too_deep_is_a_400_naming_its_record(turn, reviewer):
+    record = {
+        "request_id": turn.databricks_request_id,
+        "text_assessments": "[" * 100_000 + "]" * 100_000,
+    }
+    response = send(turn, {"dataframe_records": [record]}, token=token_of(reviewer))
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        "dataframe_records[0]: text_assessments: JSON nested deeper than 64 levels."
+    ]
+
+
+@pytest.mark.parametrize("columns", [[["request_id"]], ["request_id", "request_id"], [1]])
+def test_dataframe_split_columns_must_be_distinct_names(turn, reviewer, columns):
+    row = [turn.databricks_request_id] * len(columns)
+    body = {"dataframe_split": {"columns": columns, "data": [row]}}
+    response = send(turn, body, token=token_of(reviewer))
+    assert response.status_code == 400 and "distinct column names" in response.json()["message"]
+
+
+def test_a_disabled_deployment_is_named_per_record(turn, admin_user):
+    turn.deployment.enabled = False  # admins still see it; reviewers do not (no such answer)
+    turn.deployment.save(update_fields=["enabled"])
+    body = docs_example(turn.databricks_request_id, admin_user.email)
+    response = send(turn, body, token=token_of(admin_user))
+    assert response.status_code == 400
+    assert response.json()["errors"][0].startswith("dataframe_records[0]: ")
+    assert "disabled" in response.json()["message"]
+
+
+def test_a_whole_retrieval_rationale_must_be_text(turn, reviewer):
+    from django.core.exceptions import ValidationError
+
+    from feedback import services
+
+    for bad in ({"not": "text"}, "x" * 5_001):
+        item = {"ratings": {"groundedness": {"value": "positive", "rationale": bad}}}
+        with pytest.raises(ValidationError, match="rationale"):
+            services.rating_create(turn=turn, reviewer=reviewer, retrieval_assessments=[item])
+    assert not Rating.objects.exists()
+
+
+def test_the_assessment_log_lists_a_whole_retrieval_rating(turn, reviewer):
+    send(turn, docs_example(turn.databricks_request_id, reviewer.email), token=token_of(reviewer))
+    client = APIClient()
+    client.force_authenticate(reviewer)
+    rows = client.get("/api/v1/assessments/").json()["results"]
+    whole = [r for r in rows if r["retrieval_assessment"]]
+    assert whole[0]["step_id"] is None
+    assert whole[0]["retrieval_assessment"]["ratings"] == {"groundedness": {"value": "positive"}}
