@@ -5,7 +5,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -17,6 +17,7 @@ STATUSES = [
     ("failed", "Failed"),
     ("incomplete", "Incomplete"),
 ]
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 RATED = [("", "Rated or not"), ("yes", "Rated"), ("no", "Not rated")]
 _QUESTION_NAME = r"^[a-z][a-z0-9_]{0,63}\Z"
 _RATING_VALUE = re.compile(r"^([a-z][a-z0-9_]{0,63}):(.{1,200})\Z", re.DOTALL)
@@ -119,6 +120,9 @@ class RequestFilterForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         since, until = data.get("since"), data.get("until")
+        for name, day in (("since", since), ("until", until)):
+            if day and not LATEST_DAY >= day >= EARLIEST_DAY:  # the day after must exist too
+                self.add_error(name, f"Pick a day between {EARLIEST_DAY} and {LATEST_DAY}.")
         if since and until and since > until:
             self.add_error("until", "The end date is before the start date.")
         low, high = data.get("min_ms"), data.get("max_ms")

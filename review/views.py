@@ -41,7 +41,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
         status = 200
     else:
         context.update(page=None, chips=[], next_query="")
-        status = 400
+        status = _invalid_status(request)
     template = "review/request_list.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#results"
@@ -61,8 +61,14 @@ def request_agreement(request: HttpRequest) -> HttpResponse:
         report = agreement_selectors.agreement_by_question(request.user, form.to_filters())
     others = {k: v for k, v in request.GET.items() if k not in ("after", "disagree") and v}
     context = {"form": form, "report": report, "disagree_query": urlencode(others)}
-    status = 200 if report is not None else 400
+    status = 200 if report is not None else _invalid_status(request)
     return render(request, "review/request_list.html#agreement", context, status=status)
+
+
+def _invalid_status(request: HttpRequest) -> int:
+    """Filters that cannot be used: a 400, except to htmx, which swaps no 4xx answer (its
+    default responseHandling) and would leave the old rows on screen as if filtered."""
+    return 200 if request.htmx else 400
 
 
 def _filter_form(request: HttpRequest) -> RequestFilterForm:

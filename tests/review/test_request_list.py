@@ -166,6 +166,7 @@ def test_pages_follow_a_keyset_without_gaps_or_repeats(client, bot, reviewer):
         ({"rating": "answer correct"}, "question:value"),
         ({"deployment": "99999"}, "Select a valid choice"),
         ({"conversation": "nope"}, "valid UUID"),
+        ({"until": "9999-12-31"}, "Pick a day between 1970-01-01 and 9998-12-31"),
     ],
 )
 def test_bad_filters_are_explained_with_a_400(client, bot, reviewer, params, message):
@@ -201,3 +202,14 @@ def test_a_deployment_the_user_may_not_see_is_not_a_choice(
     private.allowed_users.set([django_user_model.objects.create_user(str(uuid.uuid4())[:8])])
     client.force_login(stakeholder)
     assert client.get(PAGE, {"deployment": private.pk}).status_code == 400
+
+
+def test_htmx_gets_bad_filters_explained_with_a_200_so_it_swaps_them_in(client, bot, reviewer):
+    """htmx 2 swaps no 4xx answer: with a 400 the old rows would stay, looking filtered."""
+    turn_at(bot, reviewer, 1)
+    client.force_login(reviewer)
+    bad = {"min_ms": "900", "max_ms": "10"}
+    response = client.get(PAGE, bad, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="request-results")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "highest latency is below the lowest" in html and shown_ids(html) == []
