@@ -186,20 +186,37 @@ def trace_normalized_or_raise(request_id: str) -> NormalizedTrace | None:
     return normalize_trace(raw) if raw else None
 
 
-@lru_cache(maxsize=32)  # a 50,000-span outline takes a few MB once read
+class _NoOutline(Exception):
+    """Raised inside the cache so that "no outline (yet)" is not kept: lru_cache keeps no
+    exception, and an AgentServer trace missing now may be readable on the next open."""
+
+
 def trace_outline_or_raise(request_id: str) -> TraceOutline | None:
     """The turn's span tree without the spans' contents, read from its stored outline; the
     stored trace is not read. A turn saved before outlines existed (or with an outline of an
     older version) gets one now, made from its trace and kept. An AgentServer turn's trace is
-    fetched first, as `trace_normalized_or_raise` does.
+    fetched first, as `trace_normalized_or_raise` does. An outline found is kept per process.
 
     No access check: callers have already fetched the turn for the user.
     """
+    try:
+        return _stored_outline(request_id)
+    except _NoOutline:
+        return None
+
+
+def trace_outlines_forget() -> None:
+    """Forget the outlines this process keeps (tests: as another process would open them)."""
+    _stored_outline.cache_clear()
+
+
+@lru_cache(maxsize=32)  # a 50,000-span outline takes a few MB once read
+def _stored_outline(request_id: str) -> TraceOutline:
     turns = RequestLog.objects.filter(databricks_request_id=request_id)
     with gc_paused():  # decoding a big outline makes ~100,000 objects, none in a cycle
         row = turns.values_list("trace_outline", "mlflow_trace_id", Q(trace__isnull=False)).first()
     if row is None:
-        return None
+        raise _NoOutline
     stored, mlflow_trace_id, has_trace = row
     outline = TraceOutline.from_stored(stored)
     if outline is not None:
@@ -211,7 +228,10 @@ def trace_outline_or_raise(request_id: str) -> TraceOutline | None:
         turns.update(trace_outline=stored)
     elif mlflow_trace_id and _tracked_trace(request_id) is not None:
         stored = turns.values_list("trace_outline", flat=True).first()
-    return TraceOutline.from_stored(stored)
+    outline = TraceOutline.from_stored(stored)
+    if outline is None:
+        raise _NoOutline
+    return outline
 
 
 def trace_span_or_raise(request_id: str, span_id: str) -> Span | None:

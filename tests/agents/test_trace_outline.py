@@ -145,7 +145,7 @@ def test_a_turn_saved_before_outlines_opens_and_keeps_one(client, stakeholder, d
     assert "demo_rag_agent" in html and "3 spans" in html
     stored = RequestLog.objects.get(pk=demo_turn.pk)
     assert stored.trace_outline == outline_of(stored.trace)
-    selectors.trace_outline_or_raise.cache_clear()  # as another process would open it
+    selectors.trace_outlines_forget()  # as another process would open it
     with CaptureQueriesContext(connection) as queries:
         assert "demo_llm" in client.get(url).content.decode()
     assert reads_whole_trace(queries) == []
