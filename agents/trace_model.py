@@ -90,8 +90,8 @@ class NormalizedTrace:
     _order: list[Span] = field(default_factory=list, repr=False)  # depth-first, roots first
     # Where the list of spans sits in the stored trace (keys from its top; None when the trace
     # was JSON text), and the retriever's document columns: to read one span alone later.
-    _spans_path: list[str] | None = field(default=None, repr=False)
-    _document_columns: tuple[str, str, str] = field(
+    spans_path: list[str] | None = field(default=None, repr=False)
+    document_columns: tuple[str, str, str] = field(
         default=("page_content", "doc_uri", "chunk_id"), repr=False
     )
 
@@ -122,6 +122,14 @@ class NormalizedTrace:
                     by_id[span.parent_id]["children_continued"] = True
                 else:
                     by_id[span.parent_id]["children"].append(out)
-        out = {k: getattr(self, k) for k in NormalizedTrace.__dataclass_fields__ if k[0] != "_"}
+        out = {k: getattr(self, k) for k in _TRACE_KEYS}
         out["start_ns"] = None if self.start_ns is None else str(self.start_ns)
         return {**out, "roots": roots, "continued": continued}
+
+
+# What the API shows of a trace: not the private indexes, nor where the stored spans sit.
+_TRACE_KEYS = [
+    k
+    for k in NormalizedTrace.__dataclass_fields__
+    if k[0] != "_" and k not in ("spans_path", "document_columns")
+]

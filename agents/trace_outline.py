@@ -51,8 +51,8 @@ def outline_from(trace: NormalizedTrace) -> dict:
         "duration_ms": trace.duration_ms,
         "token_usage": trace.token_usage,
         "problems": trace.problems,
-        "spans_path": trace._spans_path,
-        "document_columns": list(trace._document_columns),
+        "spans_path": trace.spans_path,
+        "document_columns": list(trace.document_columns),
         "spans": rows,
         "span_problems": span_problems,
     }

@@ -98,8 +98,8 @@ class _Reader:
             token_usage=usage if isinstance(usage, dict) else None,
         )
         self.build(result, spans if isinstance(spans, list) else [])
-        result._spans_path = path if isinstance(spans, list) else None
-        result._document_columns = self.columns
+        result.spans_path = path if isinstance(spans, list) else None
+        result.document_columns = self.columns
         state = info.get("state", info.get("status"))
         state = state.upper() if isinstance(state, str) else state
         if state in ("OK", "ERROR", "IN_PROGRESS"):
