@@ -137,6 +137,16 @@ class Rating(models.Model):
         """Rated documents; a rating of a whole retrieval (no position) is not one."""
         return sum(1 for doc in self.retrieval_assessments if "position" in doc)
 
+    @property
+    def retrieval_verdicts(self) -> list[str]:
+        """The ratings of whole retrievals (no position), as "name: value" for the status line."""
+        return [
+            f"{name}: {given.get('value')}"
+            for doc in self.retrieval_assessments
+            if "position" not in doc
+            for name, given in doc.get("ratings", {}).items()
+        ]
+
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"

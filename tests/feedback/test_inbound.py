@@ -278,3 +278,10 @@ def test_the_assessment_log_lists_a_whole_retrieval_rating(turn, reviewer):
     whole = [r for r in rows if r["retrieval_assessment"]]
     assert whole[0]["step_id"] is None
     assert whole[0]["retrieval_assessment"]["ratings"] == {"groundedness": {"value": "positive"}}
+
+
+def test_the_rating_bar_shows_a_whole_retrieval_rating(client, turn, reviewer):
+    send(turn, docs_example(turn.databricks_request_id, reviewer.email), token=token_of(reviewer))
+    client.force_login(reviewer)
+    page = client.get(f"/requests/{turn.databricks_request_id}/").content.decode()
+    assert "retrieval groundedness: positive" in page
