@@ -46,14 +46,12 @@ def agreement_by_question(
     of the newest `cap` turns that match, one label per reviewer and turn.
     A question asked as a number by one deployment and as a category by another is left out:
     its answers cannot be compared at one level."""
-    turn_ids = list(
-        matching_turns(user, filters)
-        .order_by("-created_at", "-pk")
-        .values_list("pk", flat=True)[: cap + 1]
-    )
-    capped = len(turn_ids) > cap
-    turn_ids = turn_ids[:cap]
-    ratings = Rating.objects.filter(request_id__in=turn_ids, is_current=True).values_list(
+    # The newest `cap` turns stay a subquery: their ids never travel to Python and back as a
+    # 10,000-item parameter list (bench/review.py).
+    newest = matching_turns(user, filters).order_by("-created_at", "-pk").values("pk")
+    matched = newest[: cap + 1].count()
+    capped = matched > cap
+    ratings = Rating.objects.filter(request_id__in=newest[:cap], is_current=True).values_list(
         "request_id", "deployment_id", "reviewer_id", "source_id", "text_assessment"
     )
     labels: dict[str, dict[int, dict[object, object]]] = defaultdict(lambda: defaultdict(dict))
@@ -73,7 +71,7 @@ def agreement_by_question(
             continue
         by_turn = {turn: _comparable(by, level) for turn, by in labels[name].items()}
         questions.append(QuestionAgreement(name, level, agreement(by_turn, level)))
-    return AgreementReport(turns=len(turn_ids), cap=cap, capped=capped, questions=questions)
+    return AgreementReport(turns=min(matched, cap), cap=cap, capped=capped, questions=questions)
 
 
 def _levels(deployment_ids: set[int]) -> dict[str, Level]:

@@ -47,11 +47,17 @@ def request_search(
     `disagree` filter, each row's summary also lists who answered that question what."""
     turns = matching_turns(user, filters)
     if after is not None:
-        turns = turns.filter(
-            Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, pk__lt=after.pk)
+        # The first condition alone lets PostgreSQL start its index scan at the cursor; the
+        # second is the keyset's exact edge (id breaks ties of time).
+        turns = turns.filter(created_at__lte=after.created_at).filter(
+            Q(created_at__lt=after.created_at) | Q(pk__lt=after.pk)
         )
+    # The page's ids first, then their columns: filters that match thousands of turns (a
+    # reviewer's ratings) then sort ids, not thousands of joined rows with their excerpts.
+    page_ids = turns.order_by("-created_at", "-pk").values("pk")[: limit + 1]
     rows = list(
-        turns.select_related("deployment")
+        RequestLog.objects.filter(pk__in=page_ids)
+        .select_related("deployment")
         .only(
             "pk",
             "databricks_request_id",
@@ -69,7 +75,7 @@ def request_search(
             question_excerpt=Substr("request", 1, EXCERPT_CHARS),
             answer_excerpt=Substr("response", 1, EXCERPT_CHARS),
         )
-        .order_by("-created_at", "-pk")[: limit + 1]
+        .order_by("-created_at", "-pk")
     )
     next_cursor = None
     if len(rows) > limit:

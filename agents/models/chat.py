@@ -75,12 +75,16 @@ class RequestLog(models.Model):
     custom_outputs = models.JSONField(null=True)
     error = models.TextField(blank=True, help_text="Why the turn failed, in words; empty if not.")
     error_detail = models.TextField(blank=True, help_text="Status and body excerpt, for experts.")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # The requests page reads newest first by the keyset (created_at, id), of all turns or of
+        # one deployment's (review.selectors); the id makes ties cheap to order (bench/review.py).
+        # Text search has trigram indexes on PostgreSQL (migration 0007).
         indexes = [
-            models.Index(fields=["deployment", "-created_at"]),
+            models.Index(fields=["created_at", "id"], name="requestlog_time_id"),
+            models.Index(fields=["deployment", "created_at", "id"], name="requestlog_dep_time_id"),
             models.Index(fields=["conversation", "created_at"]),
         ]
 
