@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Count, Max
 
 from agents.models import Deployment
 from feedback.models import QuestionKind, Rating
@@ -33,7 +34,7 @@ class QuestionAgreement:
 
 @dataclass(frozen=True)
 class AgreementReport:
-    turns: int  # turns considered: the newest matching ones, up to `cap`
+    turns: int  # turns considered: the newest matching ones with 2+ current ratings, up to `cap`
     cap: int
     capped: bool  # more turns matched than were considered
     questions: list[QuestionAgreement]
@@ -46,9 +47,18 @@ def agreement_by_question(
     of the newest `cap` turns that match, one label per reviewer and turn.
     A question asked as a number by one deployment and as a category by another is left out:
     its answers cannot be compared at one level."""
-    # The newest `cap` turns stay a subquery: their ids never travel to Python and back as a
-    # 10,000-item parameter list (bench/review.py).
-    newest = matching_turns(user, filters).order_by("-created_at", "-pk").values("pk")
+    # Only turns with two or more current ratings can agree or differ: on a log mostly unrated,
+    # the newest matching turns would hold none. Found from the ratings' side (far fewer rows
+    # than turns), newest turn first, as a subquery: their ids never travel to Python and back
+    # as a 10,000-item parameter list (bench/review.py).
+    newest = (
+        Rating.objects.filter(is_current=True, request__in=matching_turns(user, filters))
+        .values("request_id")
+        .annotate(answers=Count("pk"), at=Max("request__created_at"))
+        .filter(answers__gte=2)
+        .order_by("-at", "-request_id")
+        .values("request_id")
+    )
     matched = newest[: cap + 1].count()
     capped = matched > cap
     ratings = Rating.objects.filter(request_id__in=newest[:cap], is_current=True).values_list(

@@ -103,7 +103,7 @@ def test_the_selector_uses_current_ratings_of_turns_with_two_answers(rated, revi
     score = questions["score"]
     assert score.level == "interval" and score.agreement.items == 2
     assert score.agreement.figure("krippendorff_alpha").name == "Krippendorff's α (interval)"
-    assert (report.turns, report.capped) == (5, False)
+    assert (report.turns, report.capped) == (3, False)  # turns with two or more answers
 
 
 def test_the_selector_follows_the_filters_and_caps_the_turns(rated, reviewer, deployment_factory):
@@ -116,8 +116,9 @@ def test_the_selector_follows_the_filters_and_caps_the_turns(rated, reviewer, de
     )
     capped = agreement_selectors.agreement_by_question(reviewer, RequestFilters(), cap=2)
     assert (capped.turns, capped.capped) == (2, True)
-    # The two newest turns are `unrated` and `changed`: one item left for the thumbs question.
-    assert by_question(capped)["answer_correct"].agreement.items == 1
+    # The two newest turns with two answers are `changed` and `differ` (`alone` and `unrated`,
+    # newer or not, have fewer): both count for the thumbs question.
+    assert by_question(capped)["answer_correct"].agreement.items == 2
 
 
 def test_three_reviewers_get_fleiss_kappa(rated, admin_user, reviewer):
@@ -189,7 +190,7 @@ def test_the_api_answers_the_figures_to_reviewers_only(
     figures = {f["key"]: f for f in thumbs["figures"]}
     assert set(figures) == {"percent_agreement", "cohens_kappa", "krippendorff_alpha"}
     assert figures["cohens_kappa"]["value"] == pytest.approx(0.0)
-    assert (thumbs["items"], thumbs["reviewers"], body["turns"]) == (3, 2, 5)
+    assert (thumbs["items"], thumbs["reviewers"], body["turns"]) == (3, 2, 3)
     assert api_client.get(API, {"since": "tomorrow"}).status_code == 400
     api_client.force_authenticate(stakeholder)
     assert api_client.get(API).status_code == 403
