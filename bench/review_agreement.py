@@ -22,31 +22,16 @@ time), seeded, so each run measures the same data.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run as a script: make `review` importable
+import django_env
 
-VAR_DIR = Path(tempfile.mkdtemp(prefix="bench-agreement-"))
-os.environ.update({"VAR_DIR": str(VAR_DIR), "DJANGO_SETTINGS_MODULE": "reviewapp.settings"})
-os.environ.setdefault("SECRET_KEY", "bench-" + "k" * 50)
-# A throw-away SQLite database unless BENCH_DATABASE_URL names a scratch PostgreSQL database (as
-# bench/trace_render.py): its tables are migrated and filled, never point it at one you keep.
-os.environ.pop("DATABASE_URL", None)
-if os.environ.get("BENCH_DATABASE_URL"):
-    os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
-import django  # noqa: E402
-
-django.setup()
+VAR_DIR = django_env.configure("bench-agreement-")  # SQLite, or BENCH_DATABASE_URL
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -146,7 +131,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=django_env.REPO_ROOT,
     ).stdout.strip()
     print(f"commit {commit}, {args.items:,} items × {len(REVIEWERS)} reviewers, "
           f"median of {args.runs}, database {connection.vendor}")

@@ -19,7 +19,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -29,22 +28,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: make `agents` and `tests` importable
 
+import django_env  # noqa: E402  (bench/, next to this script)
+
 from tests.support import mlflow_traces  # noqa: E402  (after the path is set)
 
 mlflow_traces.use_serving_environment()  # before anything imports mlflow
 
-# Django on a throw-away SQLite database, for the render and browser measurements; or, with
-# BENCH_DATABASE_URL=postgres://…/<scratch database>, on PostgreSQL (its tables are migrated and
-# filled: never point it at a database you keep).
-VAR_DIR = Path(tempfile.mkdtemp(prefix="bench-trace-"))
-os.environ.update({"VAR_DIR": str(VAR_DIR), "DJANGO_SETTINGS_MODULE": "reviewapp.settings"})
-os.environ.setdefault("SECRET_KEY", "bench-" + "k" * 50)
-os.environ.pop("DATABASE_URL", None)
-if os.environ.get("BENCH_DATABASE_URL"):
-    os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
-import django  # noqa: E402
-
-django.setup()
+# Django on a throw-away SQLite database, for the render and browser measurements, or on the
+# scratch PostgreSQL database BENCH_DATABASE_URL names.
+VAR_DIR = django_env.configure("bench-trace-")
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -118,10 +110,10 @@ def measure_render(case: Case, runs: int) -> Timing:
     (not the trace), make its tree, render the tree fragment (agents/_trace.html: the roots,
     their children up to 200, deeper levels on demand). Without the per-process cache."""
     turn = store_turn(case)
-    read_outline = selectors.trace_outline_or_raise.__wrapped__  # the cache would hide it
 
     def read_and_render() -> None:
-        outline = read_outline(turn.databricks_request_id)
+        selectors.trace_outlines_forget()  # the per-process cache would hide the read
+        outline = selectors.trace_outline_or_raise(turn.databricks_request_id)
         render_to_string("agents/_trace.html", _span_context(turn, outline, outline.roots))
 
     return timed(read_and_render, runs)
