@@ -213,3 +213,13 @@ def test_htmx_gets_bad_filters_explained_with_a_200_so_it_swaps_them_in(client, 
     assert response.status_code == 200
     html = response.content.decode()
     assert "highest latency is below the lowest" in html and shown_ids(html) == []
+
+
+def test_long_questions_and_answers_are_cut_with_an_ellipsis(client, bot, reviewer):
+    answer = "Spans nest. " * 40 + "THE-END"
+    turn_at(bot, reviewer, 1, request="Short question?", response=answer)
+    client.force_login(reviewer)
+    html = get(client)
+    assert "Short question?</td>" in html
+    assert "Spans nest. Spans nest." in html and "…" in html
+    assert "THE-END" not in html
