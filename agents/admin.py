@@ -1,12 +1,8 @@
 from django.contrib import admin
-from django.db import models
 
 from agents.models import Deployment, RequestLog
 from feedback.admin import QuestionInline
-from reviewapp.jsonlimits import DepthLimitedFormJSONField
-
-# Too-deep JSON typed into a JSON field is a form error saying so (not a RecursionError).
-DEPTH_LIMITED_JSON = {models.JSONField: {"form_class": DepthLimitedFormJSONField}}
+from reviewapp.jsonlimits import ADMIN_JSON_OVERRIDES
 
 
 @admin.register(Deployment)
@@ -26,7 +22,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     search_fields = ["display_name", "model_name", "endpoint_name"]
     filter_horizontal = ["allowed_users", "allowed_groups"]
     inlines = [QuestionInline]
-    formfield_overrides = DEPTH_LIMITED_JSON
+    formfield_overrides = ADMIN_JSON_OVERRIDES
     readonly_fields = [
         "review_app_url",
         "ratings_go_to",
@@ -110,7 +106,7 @@ class RequestLogAdmin(admin.ModelAdmin):
     list_filter = ["deployment", "status_code"]
     search_fields = ["databricks_request_id", "conversation_id"]
     list_select_related = ["deployment", "user"]
-    formfield_overrides = DEPTH_LIMITED_JSON
+    formfield_overrides = ADMIN_JSON_OVERRIDES
 
     def has_add_permission(self, request) -> bool:
         return False  # rows are written by chat turns only

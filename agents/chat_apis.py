@@ -44,8 +44,8 @@ class TurnOutputSerializer(serializers.Serializer):
     """A turn as the chat API and the request detail API answer it.
 
     The fields describe the answer for the OpenAPI schema; `to_representation` builds it in one
-    step (a list of 100 turns field by field costs several times more), and
-    tests/test_openapi.py checks real answers against the schema so the two stay the same."""
+    step, as before they were declared, and tests/test_openapi.py checks real answers against
+    the schema so the two stay the same."""
 
     request_id = serializers.CharField(help_text="The id a rating refers to.")
     conversation_id = serializers.UUIDField(allow_null=True)
@@ -252,9 +252,6 @@ def _problem_status(exc: Exception) -> int:
 
 class RequestDetailApi(APIView):
     class QuerySerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "RequestDetailQuery"
-
         trace = serializers.ChoiceField(
             choices=["normalized", "raw", "none"], default="normalized", required=False
         )
@@ -286,9 +283,6 @@ class RequestListApi(APIView):
     pagination_class = PageNumberPagination  # also tells the OpenAPI schema the page's shape
 
     class FilterSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "RequestListFilter"
-
         deployment = serializers.IntegerField(required=False)
         conversation_id = serializers.UUIDField(required=False)
 

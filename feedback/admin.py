@@ -1,8 +1,7 @@
 from django.contrib import admin
-from django.db import models
 
 from feedback.models import Delivery, DeliveryAttempt, Question, Rating
-from reviewapp.jsonlimits import DepthLimitedFormJSONField
+from reviewapp.jsonlimits import ADMIN_JSON_OVERRIDES
 
 
 class QuestionInline(admin.TabularInline):
@@ -11,8 +10,7 @@ class QuestionInline(admin.TabularInline):
     model = Question
     extra = 0
     fields = ["order", "name", "text", "kind", "options", "min_value", "max_value"]
-    # Too-deep JSON in `options` is a form error saying so (not a RecursionError).
-    formfield_overrides = {models.JSONField: {"form_class": DepthLimitedFormJSONField}}
+    formfield_overrides = ADMIN_JSON_OVERRIDES  # `options`
     verbose_name = "rating question"
     verbose_name_plural = (
         "Rating questions (none: the default “Is this response correct for your question?”, "

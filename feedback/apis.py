@@ -147,9 +147,6 @@ class AssessmentListApi(APIView):
     pagination_class = PageNumberPagination  # also tells the OpenAPI schema the page's shape
 
     class FilterSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "AssessmentListFilter"
-
         deployment = serializers.IntegerField(required=False)
         status = serializers.ChoiceField(choices=DeliveryStatus.values, required=False)
 

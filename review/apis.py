@@ -96,7 +96,8 @@ class AgreementApi(APIView):
     def get(self, request: Request) -> Response:
         """Agreement between reviewers per question (thumbs and categorical: nominal; numeric:
         interval) over the current ratings of the newest turns (up to turn_cap) that match the
-        requests page's filters. Reviewers and admins only."""
+        requests page's filters and carry two or more current ratings. Reviewers and admins
+        only."""
         if not roles.can_review(request.user):
             raise PermissionDenied("Only reviewers and admins may see agreement between reviewers.")
         form = RequestFilterForm(

@@ -36,7 +36,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
             page=page,
             chips=_chips(request, form),
             next_query=_next_query(request, page),
-            filter_query=_filter_query(request),
+            filter_query=_query_without(request),
         )
         status = 200
     else:
@@ -59,8 +59,8 @@ def request_agreement(request: HttpRequest) -> HttpResponse:
     report = None
     if form.is_valid():
         report = agreement_selectors.agreement_by_question(request.user, form.to_filters())
-    others = {k: v for k, v in request.GET.items() if k not in ("after", "disagree") and v}
-    context = {"form": form, "report": report, "disagree_query": urlencode(others)}
+    disagree_query = _query_without(request, "disagree")
+    context = {"form": form, "report": report, "disagree_query": disagree_query}
     status = 200 if report is not None else _invalid_status(request)
     return render(request, "review/request_list.html#agreement", context, status=status)
 
@@ -78,9 +78,12 @@ def _filter_form(request: HttpRequest) -> RequestFilterForm:
     )
 
 
-def _filter_query(request: HttpRequest) -> str:
-    """The filters of this view, without the page cursor: for the panel and its links."""
-    return urlencode({k: v for k, v in request.GET.items() if k != "after" and v})
+def _query_without(request: HttpRequest, *names: str, **extra: str) -> str:
+    """This view's filters as a query string, never with the page cursor, without `names`
+    and with `extra`: for the panel, the chips and the pager."""
+    left_out = {"after", *names}
+    kept = {k: v for k, v in request.GET.items() if k not in left_out and v}
+    return urlencode({**kept, **extra})
 
 
 def _chips(request: HttpRequest, form: RequestFilterForm) -> list[dict]:
@@ -93,13 +96,12 @@ def _chips(request: HttpRequest, form: RequestFilterForm) -> list[dict]:
         shown = value
         if name == "deployment":
             shown = dict(field.choices).get(form.cleaned_data.get(name), value)
-        rest = {k: v for k, v in request.GET.items() if k not in (name, "after") and v}
-        chips.append({"label": field.label, "value": shown, "query": urlencode(rest)})
+        query = _query_without(request, name)
+        chips.append({"label": field.label, "value": shown, "query": query})
     return chips
 
 
 def _next_query(request: HttpRequest, page: selectors.RequestPage) -> str:
     if page.next_cursor is None:
         return ""
-    rest = {k: v for k, v in request.GET.items() if k != "after" and v}
-    return urlencode({**rest, "after": page.next_cursor.encode()})
+    return _query_without(request, after=page.next_cursor.encode())

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.forms import JSONField as FormJSONField
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
@@ -150,3 +151,8 @@ class DepthLimitedJSONField(serializers.JSONField):
             except JSONTooDeep as exc:
                 raise serializers.ValidationError(str(exc), code="too_deep") from None
         return super().to_internal_value(data)
+
+
+# For ModelAdmin.formfield_overrides: too-deep JSON typed into the admin is a form error saying
+# so (not a RecursionError).
+ADMIN_JSON_OVERRIDES = {models.JSONField: {"form_class": DepthLimitedFormJSONField}}
