@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from agents.models import Deployment, RequestLog
-from feedback.admin import QuestionInline
+from feedback.admin import DeploymentLabelSchemaInline
 from reviewapp.jsonlimits import ADMIN_JSON_OVERRIDES
 
 
@@ -21,7 +21,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "agent_schema", "feedback_sink", "health_status"]
     search_fields = ["display_name", "model_name", "endpoint_name"]
     filter_horizontal = ["allowed_users", "allowed_groups"]
-    inlines = [QuestionInline]
+    inlines = [DeploymentLabelSchemaInline]
     formfield_overrides = ADMIN_JSON_OVERRIDES
     readonly_fields = [
         "review_app_url",

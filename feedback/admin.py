@@ -1,21 +1,55 @@
 from django.contrib import admin
 
-from feedback.models import Delivery, DeliveryAttempt, Question, Rating
+from feedback import selectors
+from feedback.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeploymentLabelSchema,
+    LabelSchema,
+    Rating,
+)
 from reviewapp.jsonlimits import ADMIN_JSON_OVERRIDES
 
 
-class QuestionInline(admin.TabularInline):
+class DeploymentLabelSchemaInline(admin.TabularInline):
     """Edited on the deployment's admin page; with none, the default thumbs question is asked."""
 
-    model = Question
+    model = DeploymentLabelSchema
     extra = 0
-    fields = ["order", "name", "text", "kind", "options", "min_value", "max_value"]
-    formfield_overrides = ADMIN_JSON_OVERRIDES  # `options`
-    verbose_name = "rating question"
+    fields = ["order", "schema"]
+    autocomplete_fields = ["schema"]
+    verbose_name = "label schema"
     verbose_name_plural = (
-        "Rating questions (none: the default “Is this response correct for your question?”, "
-        "thumbs up/down as answer_correct)"
+        "Label schemas the chat asks (none: the default “Is this response correct for your "
+        "question?”, thumbs up/down as answer_correct)"
     )
+
+
+@admin.register(LabelSchema)
+class LabelSchemaAdmin(admin.ModelAdmin):
+    list_display = ["name", "title", "kind", "input_type", "required", "updated_at"]
+    list_filter = ["kind", "input_type"]
+    search_fields = ["name", "title"]
+    formfield_overrides = ADMIN_JSON_OVERRIDES  # `options`
+    fields = [
+        "name",
+        "title",
+        "instruction",
+        "kind",
+        "input_type",
+        "options",
+        ("min_value", "max_value", "step"),
+        ("max_length", "max_count"),
+        "enable_comment",
+        "required",
+    ]
+
+    actions = None  # no bulk delete: each deletion is checked for labels first
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Its labels would lose what they answer; a deployment's default set protects it too.
+        in_use = obj is not None and selectors.label_schema_in_use(obj)
+        return super().has_delete_permission(request, obj) and not in_use
 
 
 class DeliveryAttemptInline(admin.TabularInline):

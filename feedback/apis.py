@@ -14,14 +14,11 @@ from feedback import selectors, services
 from feedback.models import DeliveryStatus, Rating
 from feedback.serializers import (
     AssessmentLogRowSerializer,
-    QuestionsSerializer,
     RatingSerializer,
     RetrievalAssessmentsField,
     TextAssessmentsField,
 )
-from feedback.validation import questions_for
 from reviewapp import roles
-from reviewapp.api import IsAdminForWrites
 
 
 def _delivery_dict(rating: Rating, *, with_attempts: bool = False) -> dict | None:
@@ -174,34 +171,3 @@ class AssessmentListApi(APIView):
         page = paginator.paginate_queryset(ratings, request, view=self)
         rows = [row for rating in page for row in assessment_log_rows(rating)]
         return paginator.get_paginated_response(rows)
-
-
-def _question_dict(question) -> dict:
-    out = {"name": question.name, "text": question.text, "kind": question.kind}
-    if question.kind == "categorical":
-        out["options"] = question.options
-    if question.kind == "numeric":
-        out["min_value"], out["max_value"] = question.min_value, question.max_value
-    return out
-
-
-class DeploymentQuestionsApi(APIView):
-    """The questions reviewers answer about this deployment's answers, in order."""
-
-    permission_classes = [IsAdminForWrites]
-
-    @extend_schema(responses=QuestionsSerializer)
-    def get(self, request: Request, pk: int) -> Response:
-        deployment = agent_selectors.deployment_get_for_user(request.user, pk)
-        return Response({"questions": [_question_dict(q) for q in questions_for(deployment)]})
-
-    @extend_schema(request=QuestionsSerializer, responses=QuestionsSerializer)
-    def put(self, request: Request, pk: int) -> Response:
-        """Replace them all: `{"questions": [{name, text, kind, options?, min_value?,
-        max_value?}, ...]}`; an empty list brings back the default question."""
-        deployment = agent_selectors.deployment_get_for_user(request.user, pk)
-        items = request.data.get("questions") if isinstance(request.data, dict) else None
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise serializers.ValidationError({"questions": ["Send a list of question objects."]})
-        services.questions_replace(deployment=deployment, items=items)
-        return Response({"questions": [_question_dict(q) for q in questions_for(deployment)]})

@@ -131,8 +131,11 @@ class DatabricksFeedbackApi(APIView):
         except ValidationError as exc:
             # Databricks' error shape, with every problem listed (each names its record).
             return Response(
-                {"error_code": "BAD_REQUEST", "message": " ".join(exc.messages),
-                 "errors": exc.messages},
+                {
+                    "error_code": "BAD_REQUEST",
+                    "message": " ".join(exc.messages),
+                    "errors": exc.messages,
+                },
                 status=400,
             )
         return Response({"predictions": {"result": "ok"}})

@@ -17,56 +17,101 @@ from agents.models import Deployment, FeedbackSink, RequestLog
 SOURCE_TYPE_HUMAN = "human"
 
 
-class QuestionKind(models.TextChoices):
+class LabelKind(models.TextChoices):
+    """MLflow's label schema types: a judgement of the answer, or what the answer should be."""
+
+    FEEDBACK = "feedback", "Feedback (a judgement of the answer)"
+    EXPECTATION = "expectation", "Expectation (what the answer should have been)"
+
+
+class InputType(models.TextChoices):
     THUMBS = "thumbs", "Thumbs up / down"
     CATEGORICAL = "categorical", "One of several options"
+    CATEGORICAL_LIST = "categorical_list", "Any of several options"
     NUMERIC = "numeric", "A number between min and max"
     TEXT = "text", "Free text"
+    TEXT_LIST = "text_list", "A list of texts"
 
 
-class Question(models.Model):
-    """One question a reviewer answers about an answer; its `name` is the rating's key."""
+# The rating name of a document's relevance, and names a label schema may not take.
+CHUNK_RELEVANCE = "chunk_relevance"
+RESERVED_RATING_NAMES = {CHUNK_RELEVANCE, "comment", "chunk_comment", "retrieval_comment"}
+# The expectation stored as the Databricks record's `suggested_output` ("a better answer").
+EXPECTED_RESPONSE = "expected_response"
+NAME_PATTERN = r"^[a-z][a-z0-9_]*\Z"
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="questions")
+
+class LabelSchema(models.Model):
+    """One thing a reviewer labels, shared by every deployment and review session that uses it.
+
+    Modelled on MLflow's label schemas (name, feedback/expectation, input type, instruction,
+    comment), so a session can be mirrored there. `name` is the key of the rating it produces.
+    """
+
     name = models.CharField(
         max_length=64,
+        unique=True,
         validators=[
             RegexValidator(
-                r"^[a-z][a-z0-9_]*\Z",
+                NAME_PATTERN,
                 "Use lowercase letters, digits and underscores, starting with a letter "
                 "(it is the rating's key, e.g. answer_correct).",
             )
         ],
+        error_messages={"unique": "A label schema with this name already exists."},
     )
-    text = models.CharField(max_length=500)
-    kind = models.CharField(max_length=16, choices=QuestionKind.choices)
+    title = models.CharField(max_length=500, help_text="The question the reviewer sees.")
+    instruction = models.TextField(blank=True, help_text="Markdown: how to decide.")
+    kind = models.CharField(max_length=12, choices=LabelKind.choices, default=LabelKind.FEEDBACK)
+    input_type = models.CharField(max_length=16, choices=InputType.choices)
     options = models.JSONField(
         default=list,
         blank=True,
-        help_text='Categorical only: a list of strings, e.g. ["yes", "no"].',
+        help_text='Categorical (list) only: a list of strings, e.g. ["yes", "no"].',
     )
     min_value = models.FloatField(null=True, blank=True, help_text="Numeric only.")
     max_value = models.FloatField(null=True, blank=True, help_text="Numeric only.")
-    order = models.PositiveIntegerField(default=0)
+    step = models.FloatField(
+        null=True, blank=True, help_text="Numeric only: values are min + a whole number of steps."
+    )
+    max_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Text (list) only: characters per text."
+    )
+    max_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Text list only: how many texts at most."
+    )
+    enable_comment = models.BooleanField(
+        default=False, help_text="Reviewers may say why, next to their label."
+    )
+    required = models.BooleanField(
+        default=False, help_text="A label in a review session cannot be saved without it."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["order", "pk"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["deployment", "name"],
-                name="question_unique_name_per_deployment",
-                violation_error_message="This deployment already has a question with this name.",
-            )
-        ]
+        ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.text}"
+        return f"{self.name}: {self.title}"
+
+    @property
+    def is_expectation(self) -> bool:
+        return self.kind == LabelKind.EXPECTATION
+
+    @property
+    def takes_list(self) -> bool:
+        return self.input_type in (InputType.CATEGORICAL_LIST, InputType.TEXT_LIST)
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         if self.name in RESERVED_RATING_NAMES:
             errors["name"] = [f"{self.name!r} is used by the app itself; pick another name."]
-        if self.kind == QuestionKind.CATEGORICAL:
+        if self.name == EXPECTED_RESPONSE and (
+            self.kind != LabelKind.EXPECTATION or self.input_type != InputType.TEXT
+        ):
+            errors["name"] = [f"{EXPECTED_RESPONSE} is the better answer: a text expectation."]
+        if self.input_type in (InputType.CATEGORICAL, InputType.CATEGORICAL_LIST):
             options = self.options
             if (
                 not isinstance(options, list)
@@ -77,21 +122,48 @@ class Question(models.Model):
             elif len(set(options)) != len(options):
                 errors["options"] = ["Options must be different from each other."]
         elif self.options:
-            errors["options"] = ["Only categorical questions have options."]
-        if self.kind == QuestionKind.NUMERIC:
+            errors["options"] = ["Only categorical label schemas have options."]
+        if self.input_type == InputType.NUMERIC:
             if self.min_value is None or self.max_value is None:
                 errors["max_value"] = ["Give both a minimum and a maximum."]
             elif self.min_value >= self.max_value:
                 errors["max_value"] = ["The maximum must be greater than the minimum."]
-        elif self.min_value is not None or self.max_value is not None:
-            errors["min_value"] = ["Only numeric questions have a minimum and a maximum."]
+            elif self.step is not None and not 0 < self.step <= self.max_value - self.min_value:
+                errors["step"] = ["The step must be above 0 and at most max - min."]
+        elif any(v is not None for v in (self.min_value, self.max_value, self.step)):
+            errors["min_value"] = ["Only numeric label schemas have a minimum, maximum and step."]
+        if self.max_length is not None and self.input_type not in (
+            InputType.TEXT,
+            InputType.TEXT_LIST,
+        ):
+            errors["max_length"] = ["Only text label schemas have a maximum length."]
+        if self.max_count is not None and self.input_type != InputType.TEXT_LIST:
+            errors["max_count"] = ["Only text list label schemas have a maximum count."]
         if errors:
             raise ValidationError(errors)
 
 
-# The rating name of a document's relevance, and names a question may not take.
-CHUNK_RELEVANCE = "chunk_relevance"
-RESERVED_RATING_NAMES = {CHUNK_RELEVANCE, "expected_response", "comment"}
+class DeploymentLabelSchema(models.Model):
+    """A deployment's default label schemas, in order: what the chat's rating bar asks."""
+
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="label_schema_links"
+    )
+    schema = models.ForeignKey(
+        LabelSchema, on_delete=models.PROTECT, related_name="deployment_links"
+    )
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "schema"], name="deployment_label_schema_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id}: {self.schema_id}"
 
 
 class Rating(models.Model):

@@ -1,4 +1,4 @@
-"""What the rating templates need: the questions with the reviewer's current answers, the
+"""What the rating templates need: the label schemas with the reviewer's current answers, the
 current rating's delivery state, and one document's rating. Shared by the template tags (first
 render) and the views (after a save), so both render the same markup."""
 
@@ -6,8 +6,8 @@ from typing import Any
 
 from agents.models import FeedbackSink, RequestLog
 from feedback import selectors
-from feedback.models import CHUNK_RELEVANCE, DeliveryStatus, Rating
-from feedback.validation import questions_for
+from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, DeliveryStatus, Rating
+from feedback.validation import label_given, label_schemas_for
 
 
 def _status(turn: RequestLog, rating: Rating | None) -> dict[str, Any]:
@@ -23,6 +23,13 @@ def _status(turn: RequestLog, rating: Rating | None) -> dict[str, Any]:
     }
 
 
+def _shown_value(value) -> dict[str, Any]:
+    """`value` for single inputs, `values` (a list) for the list types, `lines` for a textarea."""
+    if isinstance(value, list):
+        return {"value": "", "values": value, "lines": "\n".join(value)}
+    return {"value": "" if value is None else str(value), "values": [], "lines": ""}
+
+
 def rating_bar_context(
     turn: RequestLog,
     user,
@@ -34,10 +41,10 @@ def rating_bar_context(
     if rating is False:
         rating = selectors.rating_current(turn, user)
     text = posted if posted is not None else (rating.text_assessment if rating else {})
-    given = text.get("ratings", {})
     questions = [
-        {"question": q, "value": str(given.get(q.name, {}).get("value", ""))}
-        for q in questions_for(turn.deployment)
+        {"question": schema, **_shown_value(label_given(text, schema))}
+        for schema in label_schemas_for(turn.deployment)
+        if schema.name != EXPECTED_RESPONSE  # the "better answer" box is always there
     ]
     return {
         "turn": turn,

@@ -6,7 +6,14 @@ from django.http import Http404
 
 from agents import selectors as agent_selectors
 from agents.models import RequestLog
-from feedback.models import Delivery, DeliveryAttempt, DeliveryStatus, Rating
+from feedback.models import (
+    EXPECTED_RESPONSE,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    LabelSchema,
+    Rating,
+)
 from reviewapp import roles
 
 # A turn's columns that can be megabytes; no ratings list or page shows them.
@@ -142,3 +149,24 @@ def rating_counts(deployment_ids: list[int]) -> dict[int, int]:
         .order_by()
     )
     return dict(rows)
+
+
+def label_schema_has_labels(schema: LabelSchema) -> bool:
+    """Whether any rating, current or not, answers the schema."""
+    if schema.name == EXPECTED_RESPONSE:
+        return Rating.objects.filter(text_assessment__has_key="suggested_output").exists()
+    field = "expectations" if schema.is_expectation else "ratings"
+    lookup = {f"text_assessment__{field}__has_key": schema.name}
+    return Rating.objects.filter(**lookup).exists()
+
+
+def label_schema_in_use(schema: LabelSchema) -> bool:
+    """Labelled, or in a deployment's default set or a review session's."""
+    if label_schema_has_labels(schema) or schema.deployment_links.exists():
+        return True
+    sessions = getattr(schema, "review_sessions", None)  # the review app's, when installed
+    return bool(sessions is not None and sessions.exists())
+
+
+def label_schemas_by_name() -> dict[str, LabelSchema]:
+    return {schema.name: schema for schema in LabelSchema.objects.all()}

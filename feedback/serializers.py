@@ -1,11 +1,12 @@
 """The shapes the ratings API speaks, for its OpenAPI schema: the feedback payload of
 protocol.md §4.2 (text and retrieval assessments), a rating with its delivery, an assessment-log
-row (§4.3) and the questions. Validation itself is feedback.validation's: these only describe."""
+row (§4.3) and the label schemas. Validation itself is feedback.validation's: these only
+describe."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from feedback.models import DeliveryStatus, QuestionKind
+from feedback.models import DeliveryStatus, LabelSchema
 from reviewapp.jsonlimits import DepthLimitedJSONField
 
 
@@ -22,7 +23,13 @@ class RatingValueSerializer(serializers.Serializer):
 class TextAssessmentSerializer(serializers.Serializer):
     step_id = serializers.CharField(required=False, allow_null=True)
     ratings = serializers.DictField(
-        child=RatingValueSerializer(), help_text="Question name → its answer."
+        child=RatingValueSerializer(), help_text="Feedback label schema name → its answer."
+    )
+    expectations = serializers.DictField(
+        child=RatingValueSerializer(),
+        required=False,
+        help_text="Expectation label schema name → what the answer should have been "
+        "(`expected_response` is `suggested_output`).",
     )
     free_text_comment = serializers.CharField(required=False, allow_null=True)
     suggested_output = serializers.CharField(
@@ -134,22 +141,40 @@ class AssessmentLogRowSerializer(serializers.Serializer):
         ref_name = "AssessmentLogRow"
 
 
-class QuestionSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    text = serializers.CharField()
-    kind = serializers.ChoiceField(choices=QuestionKind.choices)
+class LabelSchemaSerializer(serializers.ModelSerializer):
+    """Described here, checked by `LabelSchema.clean` (through feedback.services)."""
+
     options = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="Categorical only."
+        child=serializers.CharField(), required=False, help_text="Categorical (list) only."
     )
-    min_value = serializers.FloatField(required=False, allow_null=True, help_text="Numeric only.")
-    max_value = serializers.FloatField(required=False, allow_null=True, help_text="Numeric only.")
 
     class Meta:
-        ref_name = "Question"
+        model = LabelSchema
+        fields = [
+            "name",
+            "title",
+            "instruction",
+            "kind",
+            "input_type",
+            "options",
+            "min_value",
+            "max_value",
+            "step",
+            "max_length",
+            "max_count",
+            "enable_comment",
+            "required",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        ref_name = "LabelSchema"
 
 
-class QuestionsSerializer(serializers.Serializer):
-    questions = QuestionSerializer(many=True)
+class DeploymentLabelSchemasSerializer(serializers.Serializer):
+    label_schemas = serializers.ListField(
+        child=serializers.CharField(), help_text="Label schema names, in the order asked."
+    )
 
     class Meta:
-        ref_name = "Questions"
+        ref_name = "DeploymentLabelSchemasRequest"

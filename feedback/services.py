@@ -14,12 +14,19 @@ from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents.models import FeedbackSink, RequestLog
+from feedback import selectors
 from feedback.delivery import enqueue_on_commit
-from feedback.models import Delivery, DeliveryStatus, Question, Rating
+from feedback.models import (
+    Delivery,
+    DeliveryStatus,
+    DeploymentLabelSchema,
+    LabelSchema,
+    Rating,
+)
 from feedback.validation import (
     clean_retrieval_assessments,
     clean_text_assessment,
-    questions_for,
+    label_schemas_for,
     retriever_spans,
 )
 from reviewapp import roles
@@ -45,9 +52,12 @@ def rating_validate(
     text_assessments: Any,
     retrieval_assessments: Any,
     allow_empty: bool = False,
+    schemas: list[LabelSchema] | None = None,
+    require: bool = False,
 ) -> tuple[dict, list[dict]]:
     """The protocol shapes (`text_assessments` a list of at most one) cleaned, or a
-    ValidationError naming every problem. Nothing is written."""
+    ValidationError naming every problem. Nothing is written. `schemas` are what may be
+    labelled (the deployment's own when None); `require` enforces their `required`."""
     errors: dict[str, list[str]] = {}
     text: dict = {}
     if text_assessments not in (None, []):
@@ -55,7 +65,11 @@ def rating_validate(
             errors["text_assessments"] = ["Send a list with one text assessment (the answer's)."]
         else:
             try:
-                text = clean_text_assessment(questions_for(turn.deployment), text_assessments[0])
+                text = clean_text_assessment(
+                    schemas if schemas is not None else label_schemas_for(turn.deployment),
+                    text_assessments[0],
+                    required=require,
+                )
             except ValidationError as exc:
                 errors["text_assessments"] = exc.messages
     documents: list[dict] = []
@@ -83,11 +97,14 @@ def rating_create(
     text_assessments: Any = None,
     retrieval_assessments: Any = None,
     allow_empty: bool = False,
+    schemas: list[LabelSchema] | None = None,
+    require: bool = False,
 ) -> Rating:
     """Save a new rating (it becomes the reviewer's current one) and its delivery.
 
     Raises PermissionDenied or ValidationError and saves nothing when the rating is not allowed
-    or not valid. `allow_empty` lets a reviewer take everything back (a new, empty version).
+    or not valid. `allow_empty` lets a reviewer take everything back (a new, empty version);
+    `schemas` and `require` are a review session's (see `rating_validate`).
     """
     check_can_rate(reviewer, turn)
     # One writer per turn at a time: two quick clicks become two versions, in order.
@@ -97,6 +114,8 @@ def rating_create(
         text_assessments=text_assessments,
         retrieval_assessments=retrieval_assessments,
         allow_empty=allow_empty,
+        schemas=schemas,
+        require=require,
     )
     Rating.objects.filter(request=turn, reviewer=reviewer, is_current=True).update(is_current=False)
     rating = Rating.objects.create(
@@ -137,10 +156,17 @@ def _remember_deliveries(rating: Rating, deliveries: list[Delivery]) -> None:
     rating._prefetched_objects_cache = {"deliveries": known}
 
 
-def rating_text_from_form(answers: dict[str, Any], comment: str, better: str) -> dict:
+def rating_text_from_form(
+    answers: dict[str, Any], comment: str, better: str, expectations: dict | None = None
+) -> dict:
     """The answer form's fields as a text assessment (empty answers left out)."""
-    ratings = {name: {"value": value} for name, value in answers.items() if value not in ("", None)}
+    ratings = {
+        name: {"value": value} for name, value in answers.items() if value not in ("", None, [])
+    }
     text: dict[str, Any] = {"ratings": ratings}
+    given = {n: {"value": v} for n, v in (expectations or {}).items() if v not in ("", None, [])}
+    if given:
+        text["expectations"] = given
     if comment.strip():
         text["free_text_comment"] = comment
     if better.strip():
@@ -198,34 +224,73 @@ def delivery_resend(*, delivery: Delivery) -> bool:
     return bool(updated)
 
 
-QUESTION_FIELDS = ("name", "text", "kind", "options", "min_value", "max_value")
+def label_schema_delete(*, schema: LabelSchema) -> None:
+    """Delete a label schema nothing uses; one with labels, or in a deployment's or a review
+    session's set, is refused (its labels would lose what they answer)."""
+    if selectors.label_schema_in_use(schema):
+        raise ValidationError(
+            f"The label schema {schema.name} has labels or is in use; it cannot be deleted."
+        )
+    schema.delete()
+
+
+LABEL_SCHEMA_FIELDS = (
+    "name",
+    "title",
+    "instruction",
+    "kind",
+    "input_type",
+    "options",
+    "min_value",
+    "max_value",
+    "step",
+    "max_length",
+    "max_count",
+    "enable_comment",
+    "required",
+)
+# What a schema's existing labels depend on: changing them would make those labels wrong.
+_FIXED_ONCE_LABELLED = ("name", "kind", "input_type")
 
 
 @transaction.atomic
-def questions_replace(*, deployment, items: list[dict]) -> list[Question]:
-    """Replace the deployment's questions with `items`, in that order (an empty list brings back
-    the default question). Every item is validated first; on any error nothing changes."""
-    questions, errors = [], {}
-    for i, item in enumerate(items):
-        unknown = sorted(set(item) - set(QUESTION_FIELDS))
-        if unknown:
-            errors[f"questions[{i}]"] = [f"Unknown field(s): {', '.join(unknown)}."]
-            continue
-        question = Question(deployment=deployment, order=i, **item)
-        try:
-            question.full_clean(exclude=["deployment"], validate_constraints=False)
-        except ValidationError as exc:
-            errors[f"questions[{i}]"] = [
-                f"{k}: {m}" for k, ms in exc.message_dict.items() for m in ms
-            ]
-        questions.append(question)
-    names = [q.name for q in questions]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        errors["questions"] = [f"Question names must differ: {', '.join(duplicated)}."]
-    if errors:
-        raise ValidationError(errors)
-    deployment.questions.all().delete()
-    Question.objects.bulk_create(questions)
-    deployment._questions_cache = None
-    return list(deployment.questions.all())
+def label_schema_save(*, schema: LabelSchema | None = None, data: dict) -> LabelSchema:
+    """Create a label schema, or update `schema` with `data` (only the fields given). A schema
+    that has labels keeps its name, kind and input type."""
+    unknown = sorted(set(data) - set(LABEL_SCHEMA_FIELDS))
+    if unknown:
+        raise ValidationError({"non_field_errors": [f"Unknown field(s): {', '.join(unknown)}."]})
+    if schema is not None and selectors.label_schema_has_labels(schema):
+        changed = [f for f in _FIXED_ONCE_LABELLED if f in data and data[f] != getattr(schema, f)]
+        if changed:
+            raise ValidationError(
+                {f: ["This label schema has labels; this cannot change."] for f in changed}
+            )
+    schema = schema or LabelSchema()
+    for field, value in data.items():
+        setattr(schema, field, value)
+    schema.full_clean()
+    schema.save()
+    return schema
+
+
+@transaction.atomic
+def deployment_label_schemas_set(*, deployment, names: list[str]) -> list[LabelSchema]:
+    """The label schemas the deployment's chat asks, in this order (none: the default thumbs
+    question). Unknown or repeated names are refused and nothing changes."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValidationError({"label_schemas": ["Send a list of label schema names."]})
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    found = {s.name: s for s in LabelSchema.objects.filter(name__in=names)}
+    missing = [n for n in names if n not in found]
+    if repeated or missing:
+        problems = [f"No label schema named {n!r}." for n in missing]
+        problems += [f"{n} is named more than once." for n in repeated]
+        raise ValidationError({"label_schemas": problems})
+    DeploymentLabelSchema.objects.filter(deployment=deployment).delete()
+    DeploymentLabelSchema.objects.bulk_create(
+        DeploymentLabelSchema(deployment=deployment, schema=found[n], order=i)
+        for i, n in enumerate(names)
+    )
+    deployment._label_schemas_cache = None
+    return label_schemas_for(deployment)

@@ -20,8 +20,9 @@ from django.conf import settings
 from agents.auth import AgentAuthError, auth_headers
 from agents.models import AuthKind, Deployment, RequestLog
 from feedback import transport
-from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, QuestionKind, Rating
-from feedback.validation import THUMBS_VALUES, questions_for
+from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, InputType, Rating
+from feedback.selectors import label_schemas_by_name
+from feedback.validation import DEFAULT_SCHEMA, THUMBS_VALUES
 from reviewapp import jsonlimits
 
 ERROR_EXCERPT_CHARS = 500
@@ -73,12 +74,34 @@ def _headers(deployment: Deployment, idempotency_key: str) -> dict[str, str] | O
 # --- Databricks feedback endpoint ----------------------------------------------------------------
 
 
+def databricks_text_assessment(text: dict) -> dict:
+    """The stored text assessment in the record's fields: the feedback record has no place for
+    expectations other than `suggested_output`, so they go into `ratings` too, and every rating
+    value is a string there (a list as its JSON)."""
+    ratings = {**text.get("ratings", {}), **text.get("expectations", {})}
+    out = {k: v for k, v in text.items() if k not in ("ratings", "expectations")}
+    if ratings:
+        out = {
+            "ratings": {
+                name: {**given, "value": _as_text(given["value"])}
+                for name, given in ratings.items()
+            },
+            **out,
+        }
+    return out
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def databricks_record(rating: Rating, *, as_json_strings: bool) -> dict[str, Any]:
     """One `dataframe_records` entry, exactly the fields of protocol.md §4.2."""
+    text = databricks_text_assessment(rating.text_assessment)
     record: dict[str, Any] = {
         "request_id": rating.request.databricks_request_id,
         "source": {"id": rating.source_id, "type": rating.source_type},
-        "text_assessments": [rating.text_assessment] if rating.text_assessment else [],
+        "text_assessments": [text] if text else [],
         "retrieval_assessments": rating.retrieval_assessments,
     }
     if as_json_strings:  # as Databricks' own chatbot template sends them
@@ -116,10 +139,10 @@ def _batch_key(deliveries: list[Delivery]) -> str:
 # --- MLflow assessments --------------------------------------------------------------------------
 
 
-def _mlflow_value(kind: str, value: str) -> Any:
-    if kind == QuestionKind.THUMBS:
+def _mlflow_value(kind: str, value: Any) -> Any:
+    if kind == InputType.THUMBS:
         return value == "positive"
-    if kind == QuestionKind.NUMERIC:
+    if kind == InputType.NUMERIC:
         return float(value)
     return value
 
@@ -136,7 +159,8 @@ def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[st
         "last_update_time": stamp,
     }
     meta = {"request_id": rating.request.databricks_request_id, "rating_id": str(rating.pk)}
-    kinds = {q.name: q.kind for q in questions_for(rating.deployment)}
+    kinds = {DEFAULT_SCHEMA["name"]: DEFAULT_SCHEMA["input_type"]}
+    kinds.update((name, schema.input_type) for name, schema in label_schemas_by_name().items())
     text = rating.text_assessment
     comment = text.get("free_text_comment")
     out: list[tuple[str, dict[str, Any]]] = []
@@ -150,6 +174,9 @@ def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[st
     if comment and not text.get("ratings"):
         item = {**base, "assessment_name": "comment", "metadata": meta}
         out.append(("comment", {**item, "feedback": {"value": comment}}))
+    for name, given in text.get("expectations", {}).items():
+        item = {**base, "assessment_name": name, "metadata": meta}
+        out.append((f"e:{name}", {**item, "expectation": {"value": given["value"]}}))
     if text.get("suggested_output"):
         item = {**base, "assessment_name": "expected_response", "metadata": meta}
         out.append(

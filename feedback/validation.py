@@ -1,5 +1,6 @@
 """Checks a rating must pass before it is saved (the Databricks feedback API accepts anything;
-we don't): known question names, values that fit each question's kind, documents that exist.
+we don't): known label schema names, values that fit each schema's input type, documents that
+exist.
 
 `clean_text_assessment` and `clean_retrieval_assessments` return the cleaned protocol shapes or
 raise ValidationError with every problem found, each naming where it is.
@@ -14,7 +15,7 @@ from django.core.exceptions import ValidationError
 
 from agents.trace_values import hex_span_id
 from agents.traces import NormalizedTrace
-from feedback.models import CHUNK_RELEVANCE, Question, QuestionKind
+from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, InputType, LabelSchema
 
 THUMBS_VALUES = ("positive", "negative")
 MAX_TEXT_CHARS = 20_000
@@ -24,21 +25,26 @@ MAX_ERRORS = 20  # a list with thousands of bad items gets the first few message
 _RATING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 
-DEFAULT_QUESTION = {
+# Asked when a deployment has no label schemas of its own (the Databricks Review App's question).
+DEFAULT_SCHEMA = {
     "name": "answer_correct",
-    "text": "Is this response correct for your question?",
-    "kind": QuestionKind.THUMBS,
+    "title": "Is this response correct for your question?",
+    "input_type": InputType.THUMBS,
 }
 
 
-def questions_for(deployment) -> list[Question]:
-    """The deployment's questions in order; with none set up, the default thumbs question."""
-    cached = getattr(deployment, "_questions_cache", None)
+def label_schemas_for(deployment) -> list[LabelSchema]:
+    """The deployment's label schemas in order; with none set up, the default thumbs one (the
+    stored `answer_correct` schema when there is one, so an admin's wording is used)."""
+    cached = getattr(deployment, "_label_schemas_cache", None)
     if cached is None:
-        cached = list(deployment.questions.all()) or [
-            Question(deployment=deployment, order=0, **DEFAULT_QUESTION)
+        cached = [
+            link.schema for link in deployment.label_schema_links.select_related("schema")
+        ] or [
+            LabelSchema.objects.filter(name=DEFAULT_SCHEMA["name"]).first()
+            or LabelSchema(**DEFAULT_SCHEMA)
         ]
-        deployment._questions_cache = cached
+        deployment._label_schemas_cache = cached
     return cached
 
 
@@ -70,33 +76,64 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def clean_value(question: Question, value: Any) -> str:
-    """The value as the feedback record carries it (a string), or ValueError saying why not."""
-    if question.kind == QuestionKind.THUMBS:
+def clean_value(schema: LabelSchema, value: Any) -> Any:
+    """The value as it is stored and sent (a string; a list of strings for the list types), or
+    ValueError saying why not."""
+    kind = schema.input_type
+    if kind == InputType.THUMBS:
         if value not in THUMBS_VALUES:
             raise ValueError('must be "positive" or "negative"')
         return value
-    if question.kind == QuestionKind.CATEGORICAL:
-        if value not in question.options:
-            raise ValueError(f"must be one of {', '.join(map(repr, question.options))}")
+    if kind == InputType.CATEGORICAL:
+        if not isinstance(value, str) or value not in schema.options:
+            raise ValueError(f"must be one of {', '.join(map(repr, schema.options))}")
         return value
-    if question.kind == QuestionKind.NUMERIC:
-        number = value
-        if isinstance(value, str):
-            if not _NUMBER.fullmatch(value):
-                raise ValueError("must be a number")
-            number = float(value)
-        if not _is_number(number):
-            raise ValueError("must be a number")
-        if not question.min_value <= number <= question.max_value:
-            raise ValueError(f"must be between {question.min_value:g} and {question.max_value:g}")
-        number = float(number)
-        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+    if kind == InputType.CATEGORICAL_LIST:
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a non-empty list of options")
+        wrong = [v for v in value if not isinstance(v, str) or v not in schema.options]
+        if wrong:
+            raise ValueError(f"may hold only {', '.join(map(repr, schema.options))}")
+        if len(set(value)) != len(value):
+            raise ValueError("names an option twice")
+        return [o for o in schema.options if o in value]  # in the schema's order
+    if kind == InputType.NUMERIC:
+        return _clean_number(schema, value)
+    if kind == InputType.TEXT_LIST:
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a non-empty list of texts")
+        if schema.max_count and len(value) > schema.max_count:
+            raise ValueError(f"has {len(value)} texts; at most {schema.max_count}")
+        return [_clean_text(schema, text, f"item {i}") for i, text in enumerate(value)]
+    return _clean_text(schema, value, "")
+
+
+def _clean_text(schema: LabelSchema, value: Any, which: str) -> str:
+    prefix = f"{which} " if which else ""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty text")
-    if len(value) > MAX_TEXT_CHARS:
-        raise ValueError(f"is longer than {MAX_TEXT_CHARS:,} characters")
+        raise ValueError(f"{prefix}must be a non-empty text".strip())
+    limit = min(schema.max_length or MAX_TEXT_CHARS, MAX_TEXT_CHARS)
+    if len(value) > limit:
+        raise ValueError(f"{prefix}is longer than {limit:,} characters".strip())
     return value
+
+
+def _clean_number(schema: LabelSchema, value: Any) -> str:
+    number = value
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            raise ValueError("must be a number")
+        number = float(value)
+    if not _is_number(number):
+        raise ValueError("must be a number")
+    if not schema.min_value <= number <= schema.max_value:
+        raise ValueError(f"must be between {schema.min_value:g} and {schema.max_value:g}")
+    if schema.step:
+        steps = (number - schema.min_value) / schema.step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+            raise ValueError(f"must be {schema.min_value:g} plus a multiple of {schema.step:g}")
+    number = float(number)
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
 def _optional_text(value: Any, where: str, errors: list[str], limit: int = MAX_TEXT_CHARS):
@@ -126,37 +163,58 @@ def _ratings_map(value: Any, where: str, errors: list[str]) -> dict | None:
     return value
 
 
-def clean_text_assessment(questions: list[Question], data: Any) -> dict:
-    """{ratings, free_text_comment, suggested_output} with only what was given."""
+TEXT_ASSESSMENT_FIELDS = {
+    "ratings",
+    "expectations",
+    "free_text_comment",
+    "suggested_output",
+    "step_id",
+}
+
+
+def clean_text_assessment(schemas: list[LabelSchema], data: Any, *, required: bool = False) -> dict:
+    """{ratings, expectations, free_text_comment, suggested_output} with only what was given.
+
+    Feedback schemas are answered in `ratings`, expectations in `expectations` (both
+    {name: {value, rationale?}}); `expected_response` is the Databricks record's
+    `suggested_output`, and is accepted in either place. `required` refuses an assessment that
+    leaves out a required schema (a review session's label)."""
     errors: list[str] = []
     if not isinstance(data, dict):
         raise ValidationError("A text assessment must be an object.")
-    unknown = sorted(set(data) - {"ratings", "free_text_comment", "suggested_output", "step_id"})
+    unknown = sorted(set(data) - TEXT_ASSESSMENT_FIELDS)
     if unknown:
         errors.append(f"text_assessments has unknown field(s): {', '.join(unknown)}.")
-    by_name = {q.name: q for q in questions}
+    by_name = {s.name: s for s in schemas}
     cleaned: dict[str, Any] = {}
-    ratings = _ratings_map(data.get("ratings", {}), "ratings", errors) or {}
-    cleaned_ratings = {}
-    for name, rating in ratings.items():
-        question = by_name.get(name)
-        if question is None:
-            known = ", ".join(by_name)
-            errors.append(f"ratings.{name}: this deployment has no such question (it has {known}).")
-            continue
-        try:
-            out = {"value": clean_value(question, rating["value"])}
-        except ValueError as exc:
-            errors.append(f"ratings.{name}: the value {exc}.")
-            continue
-        rationale = _optional_text(
-            rating.get("rationale"), f"ratings.{name}.rationale", errors, MAX_RATIONALE_CHARS
-        )
-        if rationale:
-            out["rationale"] = rationale
-        cleaned_ratings[name] = out
-    if cleaned_ratings:
-        cleaned["ratings"] = cleaned_ratings
+    for field, expectation in (("ratings", False), ("expectations", True)):
+        given = _ratings_map(data.get(field, {}), field, errors) or {}
+        out = {}
+        for name, rating in given.items():
+            schema = by_name.get(name)
+            if schema is None or schema.is_expectation != expectation:
+                known = ", ".join(s.name for s in schemas if s.is_expectation == expectation)
+                errors.append(
+                    f"{field}.{name}: there is no such {_kind_word(expectation)} here "
+                    f"({'it has ' + known if known else 'there are none'})."
+                )
+                continue
+            try:
+                value = clean_value(schema, rating["value"])
+            except ValueError as exc:
+                errors.append(f"{field}.{name}: the value {exc}.")
+                continue
+            if name == EXPECTED_RESPONSE:
+                data = {**data, "suggested_output": data.get("suggested_output") or value}
+                continue
+            out[name] = {"value": value}
+            rationale = _optional_text(
+                rating.get("rationale"), f"{field}.{name}.rationale", errors, MAX_RATIONALE_CHARS
+            )
+            if rationale:
+                out[name]["rationale"] = rationale
+        if out:
+            cleaned[field] = out
     for field in ("free_text_comment", "suggested_output"):
         text = _optional_text(data.get(field), field, errors)
         if text:
@@ -164,9 +222,25 @@ def clean_text_assessment(questions: list[Question], data: Any) -> dict:
     step_id = _optional_text(data.get("step_id"), "step_id", errors, limit=128)
     if step_id:
         cleaned["step_id"] = step_id  # kept as given: it names the rated step, if any
+    if required:
+        missing = [s.name for s in schemas if s.required and not label_given(cleaned, s)]
+        if missing:
+            errors.append(f"Required: {', '.join(missing)}.")
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def _kind_word(expectation: bool) -> str:
+    return "expectation" if expectation else "question"
+
+
+def label_given(text_assessment: dict, schema: LabelSchema) -> Any:
+    """The value a text assessment gives a schema, or None."""
+    if schema.name == EXPECTED_RESPONSE:
+        return text_assessment.get("suggested_output")
+    field = "expectations" if schema.is_expectation else "ratings"
+    return text_assessment.get(field, {}).get(schema.name, {}).get("value")
 
 
 def clean_retrieval_assessments(spans: dict[str, RetrieverSpan], data: Any) -> list[dict]:

@@ -12,9 +12,9 @@ from django.views.decorators.http import require_GET, require_POST
 from agents import selectors as agent_selectors
 from agents.models import Deployment, RequestLog
 from feedback import selectors, services
-from feedback.models import CHUNK_RELEVANCE, DeliveryStatus
+from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, DeliveryStatus, InputType
 from feedback.rating_context import document_rating_context, rating_bar_context
-from feedback.validation import questions_for
+from feedback.validation import label_schemas_for
 from reviewapp import roles
 
 DELIVERIES_PER_PAGE = 50
@@ -26,17 +26,29 @@ def _get_turn_to_rate(request: HttpRequest, request_id: str) -> RequestLog:
     return agent_selectors.request_get_for_user(request.user, request_id, with_trace=False)
 
 
+def form_value(data, field: str, schema):
+    """A schema's answer as a form posts it: checkboxes for any-of, a line per text of a text
+    list, else one field."""
+    if schema.input_type == InputType.CATEGORICAL_LIST:
+        return data.getlist(field)
+    if schema.input_type == InputType.TEXT_LIST:
+        return [line.strip() for line in data.get(field, "").splitlines() if line.strip()]
+    return data.get(field, "").strip()
+
+
 @require_POST
 @login_required
 def rating_save(request: HttpRequest, request_id: str) -> HttpResponse:
     """The answer's questions, comment and better answer, saved as a new version."""
     turn = _get_turn_to_rate(request, request_id)
-    answers = {
-        q.name: request.POST.get(f"q_{q.name}", "").strip() for q in questions_for(turn.deployment)
-    }
+    answers, expectations = {}, {}
+    for schema in label_schemas_for(turn.deployment):
+        given = form_value(request.POST, f"q_{schema.name}", schema)
+        (expectations if schema.is_expectation else answers)[schema.name] = given
+    expectations.pop(EXPECTED_RESPONSE, None)  # the "better answer" box says it
     comment = request.POST.get("comment", "")
     better = request.POST.get("suggested_output", "")
-    text = services.rating_text_from_form(answers, comment, better)
+    text = services.rating_text_from_form(answers, comment, better, expectations)
     errors: list[str] = []
     try:
         services.rating_change(turn=turn, reviewer=request.user, text_assessment=text)

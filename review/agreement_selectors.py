@@ -2,6 +2,7 @@
 page's filters. Later a review session will hand review.agreement its own items instead."""
 
 import math
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -9,8 +10,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Max
 
 from agents.models import Deployment
-from feedback.models import QuestionKind, Rating
-from feedback.validation import questions_for
+from feedback.models import InputType, Rating
+from feedback.validation import label_schemas_for
 from review.agreement import Agreement, Level, agreement
 from review.filters import RequestFilters
 from review.selectors import matching_turns
@@ -19,9 +20,11 @@ from review.selectors import matching_turns
 # figures over 10,000 turns × 3 reviewers take well under a second, bench/review_agreement.py).
 TURN_CAP = 10_000
 LEVEL_OF_KIND: dict[str, Level] = {
-    QuestionKind.THUMBS: "nominal",
-    QuestionKind.CATEGORICAL: "nominal",
-    QuestionKind.NUMERIC: "interval",
+    InputType.THUMBS: "nominal",
+    InputType.CATEGORICAL: "nominal",
+    # A set of options counts as one category: two reviewers agree when they picked the same set.
+    InputType.CATEGORICAL_LIST: "nominal",
+    InputType.NUMERIC: "interval",
 }
 
 
@@ -87,11 +90,10 @@ def agreement_by_question(
 def _levels(deployment_ids: set[int]) -> dict[str, Level]:
     """Each question name's level over these deployments; None when they do not agree on it."""
     found: dict[str, set] = defaultdict(set)
-    for deployment in Deployment.objects.filter(pk__in=deployment_ids).prefetch_related(
-        "questions"
-    ):
-        for question in questions_for(deployment):
-            found[question.name].add(LEVEL_OF_KIND.get(question.kind))
+    for deployment in Deployment.objects.filter(pk__in=deployment_ids):
+        for schema in label_schemas_for(deployment):
+            if not schema.is_expectation:
+                found[schema.name].add(LEVEL_OF_KIND.get(schema.input_type))
     return {name: levels.pop() for name, levels in found.items() if len(levels) == 1}
 
 
@@ -100,7 +102,10 @@ def _comparable(by_reviewer: dict[object, object], level: Level) -> dict[object,
     is no number was saved before the question became numeric and is left out); text for
     categories."""
     if level == "nominal":
-        return {reviewer: str(value) for reviewer, value in by_reviewer.items()}
+        return {
+            reviewer: json.dumps(value) if isinstance(value, list) else str(value)
+            for reviewer, value in by_reviewer.items()
+        }
     numbers = {}
     for reviewer, value in by_reviewer.items():
         if isinstance(value, bool):

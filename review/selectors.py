@@ -13,7 +13,7 @@ from django.db.models.functions import Substr
 from agents import selectors as agent_selectors
 from agents.models import RequestLog
 from feedback.models import Rating
-from feedback.validation import questions_for
+from feedback.validation import label_schemas_for
 from review.filters import Cursor, RequestFilters
 
 PAGE_SIZE = 50
@@ -188,10 +188,10 @@ def rating_filter_choices(deployments) -> list[tuple[str, str]]:
     these deployments (the default question when one has none)."""
     seen: dict[str, str] = {}
     for deployment in deployments:
-        for question in questions_for(deployment):
-            if question.kind == "thumbs":
+        for question in label_schemas_for(deployment):
+            if question.input_type == "thumbs":
                 options = ["positive", "negative"]
-            elif question.kind == "categorical":
+            elif question.input_type == "categorical":
                 options = [str(o) for o in question.options or []]
             else:
                 continue

@@ -197,7 +197,8 @@ SPECTACULAR_SETTINGS = {
         "FeedbackSinkEnum": "agents.models.FeedbackSink",
         "DeploymentFeedbackSinkEnum": "agents.models.deployment.FEEDBACK_SINK_CHOICES",
         "DeliveryStatusEnum": "feedback.models.DeliveryStatus",
-        "QuestionKindEnum": "feedback.models.QuestionKind",
+        "InputTypeEnum": "feedback.models.InputType",
+        "LabelKindEnum": "feedback.models.LabelKind",
         "ChatRoleEnum": "agents.chat_apis.CHAT_ROLES",
     },
 }

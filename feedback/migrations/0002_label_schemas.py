@@ -1,0 +1,239 @@
+"""Questions become label schemas shared by every deployment; each deployment keeps its own as
+its default set, in the same order, and every rating is kept.
+
+Questions of the same name and the same answers (kind, options, range) become one schema. A
+name two deployments used for different answers keeps its name on the first deployment; the
+others get `<name>_<deployment id>`, and their ratings are renamed with it, so each rating still
+answers the schema it was given for. The built-in schemas are added: `answer_correct` (the
+default thumbs question), and the expectations `expected_response`, `expected_facts` and
+`guidelines`.
+"""
+
+import django.core.validators
+import django.db.models.deletion
+from django.db import migrations, models
+
+BUILT_IN = [
+    ("answer_correct", "feedback", "thumbs", "Is this response correct for your question?"),
+    ("expected_response", "expectation", "text", "What should the answer have been?"),
+    ("expected_facts", "expectation", "text_list", "Facts a correct answer states"),
+    ("guidelines", "expectation", "text_list", "Guidelines a good answer follows"),
+]
+
+
+def _answers(question) -> tuple:
+    return (question.kind, list(question.options or []), question.min_value, question.max_value)
+
+
+def questions_to_label_schemas(apps, schema_editor):
+    Question = apps.get_model("feedback", "Question")
+    LabelSchema = apps.get_model("feedback", "LabelSchema")
+    Link = apps.get_model("feedback", "DeploymentLabelSchema")
+    Rating = apps.get_model("feedback", "Rating")
+    made: dict[str, tuple] = {}  # schema name -> (schema, the answers it takes)
+    for question in Question.objects.order_by("deployment_id", "order", "pk"):
+        name = question.name
+        if name in made and made[name][1] != _answers(question):
+            name = f"{question.name}_{question.deployment_id}"[:64]
+            _rename_ratings(Rating, question.deployment_id, question.name, name)
+        if name not in made:
+            schema = LabelSchema.objects.create(
+                name=name,
+                title=question.text,
+                kind="feedback",
+                input_type=question.kind,
+                options=question.options or [],
+                min_value=question.min_value,
+                max_value=question.max_value,
+            )
+            made[name] = (schema, _answers(question))
+        Link.objects.create(
+            deployment_id=question.deployment_id, schema_id=made[name][0].pk, order=question.order
+        )
+    for name, kind, input_type, title in BUILT_IN:
+        if name not in made:
+            LabelSchema.objects.get_or_create(
+                name=name, defaults={"kind": kind, "input_type": input_type, "title": title}
+            )
+
+
+def _rename_ratings(Rating, deployment_id: int, old: str, new: str) -> None:
+    for rating in Rating.objects.filter(deployment_id=deployment_id):
+        given = rating.text_assessment.get("ratings", {})
+        if old in given:
+            given[new] = given.pop(old)
+            rating.save(update_fields=["text_assessment"])
+
+
+def label_schemas_to_questions(apps, schema_editor):
+    """Back: each deployment's default set as its questions (the kinds questions had)."""
+    Question = apps.get_model("feedback", "Question")
+    Link = apps.get_model("feedback", "DeploymentLabelSchema")
+    for link in Link.objects.select_related("schema"):
+        schema = link.schema
+        if schema.input_type not in ("thumbs", "categorical", "numeric", "text"):
+            continue
+        Question.objects.create(
+            deployment_id=link.deployment_id,
+            name=schema.name,
+            text=schema.title,
+            kind=schema.input_type,
+            options=schema.options,
+            min_value=schema.min_value,
+            max_value=schema.max_value,
+            order=link.order,
+        )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("agents", "0007_requestlog_text_search_trigrams"),
+        ("feedback", "0001_ratings_and_deliveries"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="LabelSchema",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        error_messages={"unique": "A label schema with this name already exists."},
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z][a-z0-9_]*\\Z",
+                                "Use lowercase letters, digits and underscores, starting with a letter (it is the rating's key, e.g. answer_correct).",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "title",
+                    models.CharField(help_text="The question the reviewer sees.", max_length=500),
+                ),
+                ("instruction", models.TextField(blank=True, help_text="Markdown: how to decide.")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("feedback", "Feedback (a judgement of the answer)"),
+                            ("expectation", "Expectation (what the answer should have been)"),
+                        ],
+                        default="feedback",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "input_type",
+                    models.CharField(
+                        choices=[
+                            ("thumbs", "Thumbs up / down"),
+                            ("categorical", "One of several options"),
+                            ("categorical_list", "Any of several options"),
+                            ("numeric", "A number between min and max"),
+                            ("text", "Free text"),
+                            ("text_list", "A list of texts"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "options",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Categorical (list) only: a list of strings, e.g. ["yes", "no"].',
+                    ),
+                ),
+                ("min_value", models.FloatField(blank=True, help_text="Numeric only.", null=True)),
+                ("max_value", models.FloatField(blank=True, help_text="Numeric only.", null=True)),
+                (
+                    "step",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Numeric only: values are min + a whole number of steps.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "max_length",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Text (list) only: characters per text.", null=True
+                    ),
+                ),
+                (
+                    "max_count",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Text list only: how many texts at most.", null=True
+                    ),
+                ),
+                (
+                    "enable_comment",
+                    models.BooleanField(
+                        default=False, help_text="Reviewers may say why, next to their label."
+                    ),
+                ),
+                (
+                    "required",
+                    models.BooleanField(
+                        default=False,
+                        help_text="A label in a review session cannot be saved without it.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+            ],
+            options={
+                "ordering": ["name"],
+            },
+        ),
+        migrations.CreateModel(
+            name="DeploymentLabelSchema",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("order", models.PositiveIntegerField(default=0)),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="label_schema_links",
+                        to="agents.deployment",
+                    ),
+                ),
+                (
+                    "schema",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deployment_links",
+                        to="feedback.labelschema",
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["order", "pk"],
+            },
+        ),
+        migrations.AddConstraint(
+            model_name="deploymentlabelschema",
+            constraint=models.UniqueConstraint(
+                fields=("deployment", "schema"), name="deployment_label_schema_once"
+            ),
+        ),
+        migrations.RunPython(questions_to_label_schemas, label_schemas_to_questions),
+        migrations.DeleteModel(
+            name="Question",
+        ),
+    ]
