@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from agents import selectors as agent_selectors
@@ -126,14 +127,54 @@ def rating_create(
         text_assessment=text,
         retrieval_assessments=documents,
     )
+    _deliver(
+        rating,
+        Delivery.objects.filter(rating__request=turn, rating__reviewer=reviewer),
+    )
+    return rating
+
+
+SOURCE_CONSENSUS_PREFIX = "consensus:"
+
+
+@transaction.atomic
+def consensus_rating_create(
+    *, turn: RequestLog, settled_by: AbstractBaseUser, text_assessment: dict, schemas: list
+) -> Rating:
+    """The final label of a turn reviewers disagreed on, as an admin settled it: a rating of
+    no reviewer whose source is `consensus:<admin>`, replacing an earlier consensus, delivered
+    like any other so the sink gets the settled value."""
+    RequestLog.objects.select_for_update().filter(pk=turn.pk).exists()
+    text, _ = rating_validate(
+        turn=turn,
+        text_assessments=[text_assessment],
+        retrieval_assessments=[],
+        schemas=schemas,
+        require=True,
+    )
+    earlier = Rating.objects.filter(
+        request=turn, reviewer=None, source_id__startswith=SOURCE_CONSENSUS_PREFIX
+    )
+    earlier.filter(is_current=True).update(is_current=False)
+    rating = Rating.objects.create(
+        request=turn,
+        deployment=turn.deployment,
+        reviewer=None,
+        source_id=f"{SOURCE_CONSENSUS_PREFIX}{source_id_of(settled_by)}"[:254],
+        text_assessment=text,
+    )
+    _deliver(rating, Delivery.objects.filter(rating__in=earlier))
+    return rating
+
+
+def _deliver(rating: Rating, earlier: QuerySet[Delivery]) -> None:
+    """The rating's delivery to its deployment's sink, enqueued after the commit; `earlier`
+    deliveries of the same source not sent yet are replaced by it (it carries all of them)."""
+    turn = rating.request
     sink, deliveries = turn.deployment.effective_feedback_sink, []
     if sink != FeedbackSink.NONE:
-        # Older versions not sent yet are replaced by this one, which carries all of them.
-        Delivery.objects.filter(
-            rating__request=turn,
-            rating__reviewer=reviewer,
-            sink=sink,
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+        earlier.filter(
+            sink=sink, status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED]
         ).update(status=DeliveryStatus.SUPERSEDED, claimed_at=None)
         now = timezone.now()
         delivery = Delivery.objects.create(
@@ -146,7 +187,6 @@ def rating_create(
         enqueue_on_commit(delivery.pk)
         deliveries.append(delivery)
     _remember_deliveries(rating, deliveries)
-    return rating
 
 
 def _remember_deliveries(rating: Rating, deliveries: list[Delivery]) -> None:

@@ -38,9 +38,11 @@ def label_schemas_for(deployment) -> list[LabelSchema]:
     stored `answer_correct` schema when there is one, so an admin's wording is used)."""
     cached = getattr(deployment, "_label_schemas_cache", None)
     if cached is None:
-        cached = [
-            link.schema for link in deployment.label_schema_links.select_related("schema")
-        ] or [
+        cached = list(
+            LabelSchema.objects.filter(deployment_links__deployment=deployment).order_by(
+                "deployment_links__order", "deployment_links__pk"
+            )
+        ) or [
             LabelSchema.objects.filter(name=DEFAULT_SCHEMA["name"]).first()
             or LabelSchema(**DEFAULT_SCHEMA)
         ]

@@ -1,8 +1,8 @@
 """Agreement figures per question over the current ratings of the turns that match the requests
 page's filters. Later a review session will hand review.agreement its own items instead."""
 
-import math
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -11,6 +11,7 @@ from django.db.models import Count, Max
 
 from agents.models import Deployment
 from feedback.models import InputType, Rating
+from feedback.services import SOURCE_CONSENSUS_PREFIX
 from feedback.validation import label_schemas_for
 from review.agreement import Agreement, Level, agreement
 from review.filters import RequestFilters
@@ -19,7 +20,7 @@ from review.selectors import matching_turns
 # The newest turns that match, at most: enough for a stable figure, and a bounded cost (the
 # figures over 10,000 turns × 3 reviewers take well under a second, bench/review_agreement.py).
 TURN_CAP = 10_000
-LEVEL_OF_KIND: dict[str, Level] = {
+LEVEL_OF_INPUT: dict[str, Level] = {
     InputType.THUMBS: "nominal",
     InputType.CATEGORICAL: "nominal",
     # A set of options counts as one category: two reviewers agree when they picked the same set.
@@ -54,8 +55,10 @@ def agreement_by_question(
     # the newest matching turns would hold none. Found from the ratings' side (far fewer rows
     # than turns), newest turn first, as a subquery: their ids never travel to Python and back
     # as a 10,000-item parameter list (bench/review.py).
+    # An admin's settled value (a consensus rating) is not one more reviewer.
+    reviewed = Rating.objects.exclude(source_id__startswith=SOURCE_CONSENSUS_PREFIX)
     newest = (
-        Rating.objects.filter(is_current=True, request__in=matching_turns(user, filters))
+        reviewed.filter(is_current=True, request__in=matching_turns(user, filters))
         .values("request_id")
         .annotate(answers=Count("pk"), at=Max("request__created_at"))
         .filter(answers__gte=2)
@@ -64,7 +67,7 @@ def agreement_by_question(
     )
     matched = newest[: cap + 1].count()
     capped = matched > cap
-    ratings = Rating.objects.filter(request_id__in=newest[:cap], is_current=True).values_list(
+    ratings = reviewed.filter(request_id__in=newest[:cap], is_current=True).values_list(
         "request_id", "deployment_id", "reviewer_id", "source_id", "text_assessment"
     )
     labels: dict[str, dict[int, dict[object, object]]] = defaultdict(lambda: defaultdict(dict))
@@ -82,7 +85,7 @@ def agreement_by_question(
         level = levels.get(name)
         if level is None:
             continue
-        by_turn = {turn: _comparable(by, level) for turn, by in labels[name].items()}
+        by_turn = {turn: comparable(by, level) for turn, by in labels[name].items()}
         questions.append(QuestionAgreement(name, level, agreement(by_turn, level)))
     return AgreementReport(turns=min(matched, cap), cap=cap, capped=capped, questions=questions)
 
@@ -93,11 +96,11 @@ def _levels(deployment_ids: set[int]) -> dict[str, Level]:
     for deployment in Deployment.objects.filter(pk__in=deployment_ids):
         for schema in label_schemas_for(deployment):
             if not schema.is_expectation:
-                found[schema.name].add(LEVEL_OF_KIND.get(schema.input_type))
+                found[schema.name].add(LEVEL_OF_INPUT.get(schema.input_type))
     return {name: levels.pop() for name, levels in found.items() if len(levels) == 1}
 
 
-def _comparable(by_reviewer: dict[object, object], level: Level) -> dict[object, object]:
+def comparable(by_reviewer: dict[object, object], level: Level) -> dict[object, object]:
     """Numbers for the interval level (ratings carry them as text, "4" or "3.5"; an answer that
     is no number was saved before the question became numeric and is left out); text for
     categories."""

@@ -18,9 +18,7 @@ from reviewapp import roles
 @require_GET
 @login_required
 def request_list(request: HttpRequest) -> HttpResponse:
-    deployments = list(
-        agent_selectors.deployments_visible_to(request.user).prefetch_related("questions")
-    )
+    deployments = list(agent_selectors.deployments_visible_to(request.user))
     can_review = roles.can_review(request.user)
     form = RequestFilterForm(request.GET, deployments=deployments, can_review=can_review)
     context = {

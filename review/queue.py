@@ -1,0 +1,212 @@
+"""The reviewer's queue in a session: take the next item, label it, skip it, come back to it;
+and the admin's final label where reviewers differ.
+
+"Next" claims a slot by a conditional UPDATE (open, or claimed with a lease that ran out): of
+two reviewers who read the same open slot, the second UPDATE matches no row and that reviewer
+tries the next one, so no slot is ever held twice. Labels are ratings (feedback.services), so
+each is a new version, delivered like any other.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.http import Http404
+from django.utils import timezone
+
+from agents import selectors as agent_selectors
+from feedback import services as feedback_services
+from feedback.models import Rating
+from review import services
+from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot, SlotState
+from reviewapp import roles
+
+
+def session_schemas(session: ReviewSession) -> list:
+    """The session's label schemas in the order it asks them."""
+    return [link.schema for link in session.schema_links.select_related("schema")]
+
+
+# Claims lost to another reviewer in a row before Next gives up and says "try again".
+MAX_CLAIM_TRIES = 20
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
+
+
+def is_assigned(session: ReviewSession, user: AbstractBaseUser) -> bool:
+    """Admins may work in any session; reviewers in those assigned to them or their groups."""
+    if roles.is_admin(user):
+        return True
+    if not roles.can_review(user):
+        return False
+    return (
+        session.assigned_users.filter(pk=user.pk).exists()
+        or session.assigned_groups.filter(pk__in=user.groups.all()).exists()
+    )
+
+
+def check_can_work(session: ReviewSession, user: AbstractBaseUser, *, writing: bool) -> None:
+    if not is_assigned(session, user):
+        raise PermissionDenied("You are not assigned to this review session.")
+    if writing and not session.is_open:
+        raise ValidationError("This review session is closed; nothing can be labelled in it.")
+
+
+def _claimable() -> Q:
+    return Q(state=SlotState.OPEN) | Q(state=SlotState.CLAIMED, lease_until__lt=timezone.now())
+
+
+def _visible_items(session: ReviewSession, user: AbstractBaseUser):
+    deployments = agent_selectors.deployments_visible_to(user)
+    return ReviewItem.objects.filter(session=session, turn__deployment__in=deployments)
+
+
+def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewItem | None:
+    """The reviewer's item to work on: the one they hold (its lease renewed), else the oldest
+    item that still needs a reviewer and that they have neither labelled nor skipped, claimed
+    for them. None when nothing is left for them."""
+    check_can_work(session, reviewer, writing=True)
+    services.session_pull_new(session)
+    now = timezone.now()
+    held = (
+        ReviewSlot.objects.filter(session=session, reviewer=reviewer, state=SlotState.CLAIMED)
+        .order_by("item_id")
+        .first()
+    )
+    if held is not None:
+        ReviewSlot.objects.filter(pk=held.pk, reviewer=reviewer).update(lease_until=now + lease())
+        return held.item
+    mine = ReviewSlot.objects.filter(item=OuterRef("item"), reviewer=reviewer)
+    skipped = ReviewSkip.objects.filter(item=OuterRef("item"), reviewer=reviewer)
+    candidates = (
+        ReviewSlot.objects.filter(_claimable(), session=session)
+        .filter(~Exists(mine), ~Exists(skipped))
+        .filter(item__in=_visible_items(session, reviewer).values("pk"))
+        .order_by("item_id", "pk")
+        .values_list("pk", "item_id")
+    )
+    for _ in range(MAX_CLAIM_TRIES):
+        found = candidates.first()
+        if found is None:
+            return None
+        slot_id, item_id = found
+        try:
+            with transaction.atomic():
+                claimed = ReviewSlot.objects.filter(_claimable(), pk=slot_id).update(
+                    state=SlotState.CLAIMED,
+                    reviewer=reviewer,
+                    lease_until=timezone.now() + lease(),
+                    updated_at=timezone.now(),
+                )
+        except IntegrityError:  # the same reviewer took another slot of it meanwhile
+            claimed = 0
+        if claimed:
+            return ReviewItem.objects.get(pk=item_id)
+    raise ValidationError("Other reviewers took every item offered; press Next again.")
+
+
+def item_get(*, session: ReviewSession, item_id: int, user: AbstractBaseUser) -> ReviewItem:
+    """An item of the session the user may work on (404 otherwise), with its turn."""
+    check_can_work(session, user, writing=False)
+    try:
+        return (
+            _visible_items(session, user)
+            .select_related("turn", "turn__deployment", "session")
+            .get(pk=item_id)
+        )
+    except (ReviewItem.DoesNotExist, ValueError):
+        raise Http404("No such item in this session.") from None
+
+
+def _slot_for_label(item: ReviewItem, reviewer: AbstractBaseUser) -> ReviewSlot:
+    """The reviewer's slot on the item; one is claimed for them if they have none and the item
+    still needs a reviewer (a label given straight from the item's page)."""
+    slot = ReviewSlot.objects.select_for_update().filter(item=item, reviewer=reviewer).first()
+    if slot is not None:
+        return slot
+    free = ReviewSlot.objects.filter(_claimable(), item=item).order_by("pk").first()
+    if free is not None and ReviewSlot.objects.filter(_claimable(), pk=free.pk).update(
+        state=SlotState.CLAIMED, reviewer=reviewer, lease_until=timezone.now() + lease()
+    ):
+        return ReviewSlot.objects.get(pk=free.pk)
+    raise ValidationError(
+        f"This item already has its {item.session.reviewers_per_item} reviewer(s); "
+        "press Next for another."
+    )
+
+
+@transaction.atomic
+def item_label_save(
+    *,
+    item: ReviewItem,
+    reviewer: AbstractBaseUser,
+    text_assessment: dict,
+    retrieval_assessments: list | None = None,
+) -> Rating:
+    """Save the reviewer's label of the item: a new rating version checked against the
+    session's label schemas (required ones included), delivered like any rating. A label of
+    an item they labelled before replaces it (a newer version)."""
+    session = item.session
+    check_can_work(session, reviewer, writing=True)
+    slot = _slot_for_label(item, reviewer)
+    rating = feedback_services.rating_create(
+        turn=item.turn,
+        reviewer=reviewer,
+        text_assessments=[text_assessment],
+        retrieval_assessments=retrieval_assessments or [],
+        schemas=session_schemas(session),
+        require=True,
+    )
+    first_time = slot.state != SlotState.DONE
+    ReviewSlot.objects.filter(pk=slot.pk).update(
+        state=SlotState.DONE, rating=rating, lease_until=None, updated_at=timezone.now()
+    )
+    if first_time:
+        ReviewItem.objects.filter(pk=item.pk).update(done_count=F("done_count") + 1)
+    ReviewSkip.objects.filter(item=item, reviewer=reviewer).delete()
+    return rating
+
+
+@transaction.atomic
+def item_skip(*, item: ReviewItem, reviewer: AbstractBaseUser, reason: str = "") -> None:
+    """Give the item back: its slot opens for another reviewer, and it is not offered to this
+    one again. An item already labelled cannot be skipped (change the label instead)."""
+    check_can_work(item.session, reviewer, writing=True)
+    if len(reason) > 500:
+        raise ValidationError({"reason": ["At most 500 characters."]})
+    slot = ReviewSlot.objects.select_for_update().filter(item=item, reviewer=reviewer).first()
+    if slot is not None and slot.state == SlotState.DONE:
+        raise ValidationError("You labelled this item; change your label instead of skipping.")
+    if slot is not None:
+        ReviewSlot.objects.filter(pk=slot.pk).update(
+            state=SlotState.OPEN, reviewer=None, lease_until=None, updated_at=timezone.now()
+        )
+    ReviewSkip.objects.update_or_create(
+        item=item, reviewer=reviewer, defaults={"reason": reason.strip()}
+    )
+
+
+@transaction.atomic
+def item_settle(*, item: ReviewItem, admin: AbstractBaseUser, text_assessment: dict) -> Rating:
+    """An admin's final label of an item reviewers disagree on: saved as the consensus rating
+    (source `consensus:<admin>`) and forwarded like any rating."""
+    if not roles.is_admin(admin):
+        raise PermissionDenied("Only admins may settle a disagreement.")
+    session = item.session
+    if not session.is_open:
+        raise ValidationError("This review session is closed.")
+    rating = feedback_services.consensus_rating_create(
+        turn=item.turn,
+        settled_by=admin,
+        text_assessment=text_assessment,
+        schemas=session_schemas(session),
+    )
+    ReviewItem.objects.filter(pk=item.pk).update(
+        consensus=rating, settled_by=admin, settled_at=timezone.now()
+    )
+    return rating
