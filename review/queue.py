@@ -57,13 +57,22 @@ def check_can_work(session: ReviewSession, user: AbstractBaseUser, *, writing: b
         raise ValidationError("This review session is closed; nothing can be labelled in it.")
 
 
-def _claimable() -> Q:
+def claimable() -> Q:
+    """Slots Next may take: open ones, and claims whose lease ran out."""
     return Q(state=SlotState.OPEN) | Q(state=SlotState.CLAIMED, lease_until__lt=timezone.now())
 
 
-def _visible_items(session: ReviewSession, user: AbstractBaseUser):
+def visible_items(session: ReviewSession, user: AbstractBaseUser):
+    """The session's items whose turn is of a deployment the user may see."""
     deployments = agent_selectors.deployments_visible_to(user)
     return ReviewItem.objects.filter(session=session, turn__deployment__in=deployments)
+
+
+def _with_turn(items):
+    """Items with their turn, without its raw bodies and trace (tens of MB for a big trace):
+    the queue shows the question and the answer, and a retrieval label reads the trace alone."""
+    heavy = [f"turn__{column}" for column in agent_selectors.HEAVY_COLUMNS]
+    return items.select_related("turn", "turn__deployment", "session").defer(*heavy)
 
 
 def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewItem | None:
@@ -80,13 +89,13 @@ def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewIt
     )
     if held is not None:
         ReviewSlot.objects.filter(pk=held.pk, reviewer=reviewer).update(lease_until=now + lease())
-        return held.item
+        return _with_turn(ReviewItem.objects.all()).get(pk=held.item_id)
     mine = ReviewSlot.objects.filter(item=OuterRef("item"), reviewer=reviewer)
     skipped = ReviewSkip.objects.filter(item=OuterRef("item"), reviewer=reviewer)
     candidates = (
-        ReviewSlot.objects.filter(_claimable(), session=session)
+        ReviewSlot.objects.filter(claimable(), session=session)
         .filter(~Exists(mine), ~Exists(skipped))
-        .filter(item__in=_visible_items(session, reviewer).values("pk"))
+        .filter(item__in=visible_items(session, reviewer).values("pk"))
         .order_by("item_id", "pk")
         .values_list("pk", "item_id")
     )
@@ -97,7 +106,7 @@ def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewIt
         slot_id, item_id = found
         try:
             with transaction.atomic():
-                claimed = ReviewSlot.objects.filter(_claimable(), pk=slot_id).update(
+                claimed = ReviewSlot.objects.filter(claimable(), pk=slot_id).update(
                     state=SlotState.CLAIMED,
                     reviewer=reviewer,
                     lease_until=timezone.now() + lease(),
@@ -106,7 +115,7 @@ def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewIt
         except IntegrityError:  # the same reviewer took another slot of it meanwhile
             claimed = 0
         if claimed:
-            return ReviewItem.objects.get(pk=item_id)
+            return _with_turn(ReviewItem.objects.all()).get(pk=item_id)
     raise ValidationError("Other reviewers took every item offered; press Next again.")
 
 
@@ -114,11 +123,7 @@ def item_get(*, session: ReviewSession, item_id: int, user: AbstractBaseUser) ->
     """An item of the session the user may work on (404 otherwise), with its turn."""
     check_can_work(session, user, writing=False)
     try:
-        return (
-            _visible_items(session, user)
-            .select_related("turn", "turn__deployment", "session")
-            .get(pk=item_id)
-        )
+        return _with_turn(visible_items(session, user)).get(pk=item_id)
     except (ReviewItem.DoesNotExist, ValueError):
         raise Http404("No such item in this session.") from None
 
@@ -129,8 +134,8 @@ def _slot_for_label(item: ReviewItem, reviewer: AbstractBaseUser) -> ReviewSlot:
     slot = ReviewSlot.objects.select_for_update().filter(item=item, reviewer=reviewer).first()
     if slot is not None:
         return slot
-    free = ReviewSlot.objects.filter(_claimable(), item=item).order_by("pk").first()
-    if free is not None and ReviewSlot.objects.filter(_claimable(), pk=free.pk).update(
+    free = ReviewSlot.objects.filter(claimable(), item=item).order_by("pk").first()
+    if free is not None and ReviewSlot.objects.filter(claimable(), pk=free.pk).update(
         state=SlotState.CLAIMED, reviewer=reviewer, lease_until=timezone.now() + lease()
     ):
         return ReviewSlot.objects.get(pk=free.pk)

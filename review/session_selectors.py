@@ -4,15 +4,28 @@ agreement per label schema and the items where reviewers differ."""
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.http import Http404
 
+from agents.selectors import HEAVY_COLUMNS
 from feedback.models import LabelSchema, Rating
 from feedback.validation import label_given
 from review.agreement import Agreement, agreement
 from review.agreement_selectors import LEVEL_OF_INPUT, comparable
 from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot, SlotState
-from review.queue import is_assigned, session_schemas
+from review.queue import claimable, is_assigned, session_schemas, visible_items
 from reviewapp import roles
 
 
@@ -100,6 +113,39 @@ def session_progress(session: ReviewSession, user: AbstractBaseUser) -> Progress
             ReviewerProgress(n or "(deleted user)", done_by.get(n, 0), skipped_by.get(n, 0))
             for n in names
         ],
+    )
+
+
+# An item as one user stands to it: labelled by them, held by them, skipped by them, still
+# needing a reviewer (they may take it), or with all its reviewers without them.
+ITEM_STATES = ("done", "claimed", "skipped", "open", "full")
+
+
+def session_items(session: ReviewSession, user: AbstractBaseUser) -> QuerySet[ReviewItem]:
+    """The session's items the user may see, oldest first, each annotated with its turn's
+    `request_id` and `deployment_id`, the user's `my_state` (ITEM_STATES) and the lease of
+    their claim (`my_lease_until`)."""
+    mine = ReviewSlot.objects.filter(item=OuterRef("pk"), reviewer=user)
+    skipped = ReviewSkip.objects.filter(item=OuterRef("pk"), reviewer=user)
+    room = ReviewSlot.objects.filter(claimable(), item=OuterRef("pk"))
+    return (
+        visible_items(session, user)
+        .annotate(
+            request_id=F("turn__databricks_request_id"),
+            deployment_id=F("turn__deployment_id"),
+            my_slot=Subquery(mine.values("state")[:1]),
+            my_lease_until=Subquery(mine.values("lease_until")[:1]),
+        )
+        .annotate(
+            my_state=Case(
+                When(my_slot=SlotState.DONE, then=Value("done")),
+                When(my_slot=SlotState.CLAIMED, then=Value("claimed")),
+                When(Exists(skipped), then=Value("skipped")),
+                When(Exists(room), then=Value("open")),
+                default=Value("full"),
+            )
+        )
+        .order_by("pk")
     )
 
 
@@ -204,7 +250,11 @@ def session_disagreements(session: ReviewSession, *, limit: int = 200) -> list[D
             differing[item_id] = names
         if len(differing) >= limit:
             break
-    items = ReviewItem.objects.filter(pk__in=differing).select_related("turn", "consensus")
+    items = (
+        ReviewItem.objects.filter(pk__in=differing)
+        .select_related("turn", "consensus")
+        .defer(*(f"turn__{column}" for column in HEAVY_COLUMNS))
+    )
     return [
         Disagreement(item, differing[item.pk], item_labels(item))
         for item in sorted(items, key=lambda i: i.pk)
