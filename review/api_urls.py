@@ -1,7 +1,28 @@
 from django.urls import path
 
-from review import apis
+from review import apis, session_apis
+
+SESSION = "review-sessions/<int:pk>/"
+ITEM = SESSION + "items/<int:item_id>/"
 
 urlpatterns = [
     path("agreement/", apis.AgreementApi.as_view(), name="api-agreement"),
+    path("review-sessions/", session_apis.SessionListApi.as_view(), name="api-review-sessions"),
+    path(SESSION, session_apis.SessionDetailApi.as_view(), name="api-review-session"),
+    path(SESSION + "items/", session_apis.SessionItemsApi.as_view(), name="api-review-items"),
+    path(SESSION + "next/", session_apis.SessionNextApi.as_view(), name="api-review-next"),
+    path(ITEM, session_apis.SessionItemDetailApi.as_view(), name="api-review-item"),
+    path(ITEM + "labels/", session_apis.ItemLabelApi.as_view(), name="api-review-item-labels"),
+    path(ITEM + "skip/", session_apis.ItemSkipApi.as_view(), name="api-review-item-skip"),
+    path(ITEM + "settle/", session_apis.ItemSettleApi.as_view(), name="api-review-item-settle"),
+    path(
+        SESSION + "agreement/",
+        session_apis.SessionAgreementApi.as_view(),
+        name="api-review-session-agreement",
+    ),
+    path(
+        SESSION + "disagreements/",
+        session_apis.SessionDisagreementsApi.as_view(),
+        name="api-review-session-disagreements",
+    ),
 ]

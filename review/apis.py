@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from agents import selectors as agent_selectors
 from review import agreement_selectors
+from review.agreement import Agreement
 from review.filters import RATED, STATUSES, RequestFilterForm
 from reviewapp import roles
 
@@ -44,6 +45,22 @@ class AgreementSerializer(serializers.Serializer):
     questions = QuestionAgreementSerializer(many=True)
 
 
+def agreement_figures(found: Agreement) -> list[dict]:
+    """The figures as AgreementFigureSerializer describes them (also a session's, see
+    review.session_serializers)."""
+    return [
+        {
+            "key": f.key,
+            "name": f.name,
+            "value": f.value,
+            "items": f.items,
+            "reading": f.reading,
+            "note": f.note,
+        }
+        for f in found.figures
+    ]
+
+
 def _agreement_dict(report: agreement_selectors.AgreementReport) -> dict:
     return {
         "turns": report.turns,
@@ -56,17 +73,7 @@ def _agreement_dict(report: agreement_selectors.AgreementReport) -> dict:
                 "items": q.agreement.items,
                 "reviewers": q.agreement.reviewers,
                 "labels": q.agreement.labels,
-                "figures": [
-                    {
-                        "key": f.key,
-                        "name": f.name,
-                        "value": f.value,
-                        "items": f.items,
-                        "reading": f.reading,
-                        "note": f.note,
-                    }
-                    for f in q.agreement.figures
-                ],
+                "figures": agreement_figures(q.agreement),
             }
             for q in report.questions
         ],

@@ -200,6 +200,8 @@ SPECTACULAR_SETTINGS = {
         "InputTypeEnum": "feedback.models.InputType",
         "LabelKindEnum": "feedback.models.LabelKind",
         "ChatRoleEnum": "agents.chat_apis.CHAT_ROLES",
+        "ReviewSessionStateEnum": "review.models.SessionState",
+        "ReviewItemStateEnum": "review.session_selectors.ITEM_STATES",
     },
 }
 

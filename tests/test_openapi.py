@@ -210,3 +210,77 @@ def test_agreement_answers_match_the_schema(
     both_rate("negative")
     differ = assert_matches(spec, api_client.get("/api/v1/agreement/"), "/api/v1/agreement/")
     assert differ["questions"][0]["figures"][0]["value"] == 0.5
+
+
+def test_review_session_answers_match_the_schema(
+    spec, api_client, admin_user, reviewer, deployment_factory, django_user_model
+):
+    from review import queue
+    from tests.review.sessions_support import label, make_reviewer, make_session
+    from tests.support.turns import logged_turn
+
+    bot = deployment_factory()
+    bob = make_reviewer(django_user_model, "bob")
+    session, _ = make_session(admin_user, bot, [reviewer, bob], turns=2, per_item=2)
+    base = "/api/v1/review-sessions/"
+    one = base + "{id}/"
+    api_client.force_authenticate(admin_user)
+    created = api_client.post(
+        base,
+        {
+            "name": "Week 50",
+            "label_schemas": ["answer_correct"],
+            "deployments": [bot.pk],
+            "assigned_groups": ["reviewer"],
+            "due_at": "2026-12-24T12:00:00Z",
+            "saved_filter": {"status": "failed"},
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert_matches(spec, created, base, "post")
+    closed = api_client.patch(f"{base}{session.pk}/", {"state": "closed"}, format="json")
+    assert_matches(spec, closed, one, "patch")
+    api_client.patch(f"{base}{session.pk}/", {"state": "open"}, format="json")
+    added = api_client.post(
+        f"{base}{session.pk}/items/",
+        {"request_ids": [logged_turn(bot, admin_user).databricks_request_id]},
+        format="json",
+    )
+    assert_matches(spec, added, one + "items/", "post")
+
+    api_client.force_authenticate(reviewer)
+    claimed = api_client.post(f"{base}{session.pk}/next/")
+    item = assert_matches(spec, claimed, one + "next/", "post")
+    labelled = api_client.post(
+        f"{base}{session.pk}/items/{item['id']}/labels/",
+        {"text_assessment": label("positive")},
+        format="json",
+    )
+    assert labelled.status_code == 201, labelled.content
+    assert_matches(spec, labelled, one + "items/{item_id}/labels/", "post")
+    skipped = queue.item_next(session=session, reviewer=reviewer)
+    assert api_client.post(f"{base}{session.pk}/items/{skipped.pk}/skip/").status_code == 204
+    assert_matches(spec, api_client.get(base), base)
+    assert_matches(spec, api_client.get(f"{base}{session.pk}/"), one)
+    assert_matches(spec, api_client.get(f"{base}{session.pk}/items/"), one + "items/")
+    mine = api_client.get(f"{base}{session.pk}/items/{item['id']}/")
+    assert_matches(spec, mine, one + "items/{item_id}/")
+
+    first = session.items.get(pk=item["id"])
+    queue.item_next(session=session, reviewer=bob)
+    queue.item_label_save(item=first, reviewer=bob, text_assessment=label("negative"))
+    api_client.force_authenticate(admin_user)
+    settled = api_client.post(
+        f"{base}{session.pk}/items/{item['id']}/settle/",
+        {"text_assessment": label("negative")},
+        format="json",
+    )
+    assert settled.status_code == 201, settled.content
+    assert_matches(spec, settled, one + "items/{item_id}/settle/", "post")
+    everyone = api_client.get(f"{base}{session.pk}/items/{item['id']}/")
+    assert len(assert_matches(spec, everyone, one + "items/{item_id}/")["labels"]) == 2
+    agreement = api_client.get(f"{base}{session.pk}/agreement/")
+    assert assert_matches(spec, agreement, one + "agreement/")["label_schemas"]
+    differ = api_client.get(f"{base}{session.pk}/disagreements/")
+    assert len(assert_matches(spec, differ, one + "disagreements/")) == 1
