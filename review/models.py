@@ -135,6 +135,15 @@ class ReviewSlot(models.Model):
         indexes = [
             models.Index(fields=["session", "state", "item"], name="review_slot_queue"),
             models.Index(fields=["reviewer", "session", "state"], name="review_slot_mine"),
+            # Next (review.queue._next_slot): the session's claimable slots in item order, and
+            # the reviewer's slots in item order, each read by an index-only scan on PostgreSQL.
+            models.Index(
+                fields=["session", "item", "id"],
+                include=["state", "lease_until"],
+                condition=models.Q(state__in=["open", "claimed"]),
+                name="review_slot_claimable",
+            ),
+            models.Index(fields=["reviewer", "session", "item"], name="review_slot_mine_items"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -157,6 +166,8 @@ class ReviewSkip(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        # A reviewer's skips in item order, for Next (review.queue._next_slot).
+        indexes = [models.Index(fields=["reviewer", "item"], name="review_skip_mine")]
         constraints = [
             models.UniqueConstraint(fields=["item", "reviewer"], name="review_skip_once")
         ]

@@ -12,12 +12,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
 from agents import selectors as agent_selectors
+from agents.models import Deployment, RequestLog
 from feedback import services as feedback_services
 from feedback.models import Rating
 from review import services
@@ -44,10 +45,15 @@ def is_assigned(session: ReviewSession, user: AbstractBaseUser) -> bool:
         return True
     if not roles.can_review(user):
         return False
-    return (
-        session.assigned_users.filter(pk=user.pk).exists()
-        or session.assigned_groups.filter(pk__in=user.groups.all()).exists()
-    )
+    # One request asks this of the same session up to three times (the API's lookup, then each
+    # service's own check): the answer is kept on the session object for that request.
+    known = session.__dict__.setdefault("_assigned", {})
+    if user.pk not in known:
+        known[user.pk] = (
+            session.assigned_users.filter(pk=user.pk).exists()
+            or session.assigned_groups.filter(pk__in=user.groups.all()).exists()
+        )
+    return known[user.pk]
 
 
 def check_can_work(session: ReviewSession, user: AbstractBaseUser, *, writing: bool) -> None:
@@ -68,11 +74,14 @@ def visible_items(session: ReviewSession, user: AbstractBaseUser):
     return ReviewItem.objects.filter(session=session, turn__deployment__in=deployments)
 
 
-def _with_turn(items):
-    """Items with their turn, without its raw bodies and trace (tens of MB for a big trace):
-    the queue shows the question and the answer, and a retrieval label reads the trace alone."""
+def _item_with_turn(session: ReviewSession, items, pk: int) -> ReviewItem:
+    """The item with its turn, without the turn's raw bodies and trace (tens of MB for a big
+    trace): the queue shows the question and the answer, and a retrieval label reads the trace
+    alone. Its session is the one given, with what is known of it already."""
     heavy = [f"turn__{column}" for column in agent_selectors.HEAVY_COLUMNS]
-    return items.select_related("turn", "turn__deployment", "session").defer(*heavy)
+    item = items.select_related("turn", "turn__deployment").defer(*heavy).get(pk=pk)
+    item.session = session
+    return item
 
 
 def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewItem | None:
@@ -89,18 +98,10 @@ def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewIt
     )
     if held is not None:
         ReviewSlot.objects.filter(pk=held.pk, reviewer=reviewer).update(lease_until=now + lease())
-        return _with_turn(ReviewItem.objects.all()).get(pk=held.item_id)
-    mine = ReviewSlot.objects.filter(item=OuterRef("item"), reviewer=reviewer)
-    skipped = ReviewSkip.objects.filter(item=OuterRef("item"), reviewer=reviewer)
-    candidates = (
-        ReviewSlot.objects.filter(claimable(), session=session)
-        .filter(~Exists(mine), ~Exists(skipped))
-        .filter(item__in=visible_items(session, reviewer).values("pk"))
-        .order_by("item_id", "pk")
-        .values_list("pk", "item_id")
-    )
+        return _item_with_turn(session, ReviewItem.objects.all(), held.item_id)
+    hidden = _hidden_deployments(reviewer)
     for _ in range(MAX_CLAIM_TRIES):
-        found = candidates.first()
+        found = _next_slot(session, reviewer, hidden)
         if found is None:
             return None
         slot_id, item_id = found
@@ -115,15 +116,93 @@ def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewIt
         except IntegrityError:  # the same reviewer took another slot of it meanwhile
             claimed = 0
         if claimed:
-            return _with_turn(ReviewItem.objects.all()).get(pk=item_id)
+            return _item_with_turn(session, ReviewItem.objects.all(), item_id)
     raise ValidationError("Other reviewers took every item offered; press Next again.")
+
+
+def _hidden_deployments(user: AbstractBaseUser) -> list[int]:
+    """The deployments the user may not see (usually none): their turns are not offered."""
+    visible = agent_selectors.deployments_visible_to(user).values("pk")
+    return list(Deployment.objects.exclude(pk__in=visible).values_list("pk", flat=True))
+
+
+# The oldest claimable slot of the session on an item the reviewer has neither a slot on nor
+# skipped. Written in SQL for its plan (bench/review_queue.py): PostgreSQL turns NOT EXISTS into
+# an anti join that reads all the reviewer's slots, or probes them once per candidate, while
+# these ordered subqueries let it merge two index-only scans (review_slot_claimable, and
+# review_slot_mine_items / review_skip_mine), both starting at the session's first claimable
+# item. With one reviewer per item that reads almost nothing; with more, it reads the claimable
+# slots of the items the reviewer is ahead of the others on.
+_NEXT_SLOT_SQL = """
+SELECT s.id, s.item_id
+FROM {slot} s
+LEFT JOIN (
+    SELECT item_id FROM {slot}
+    WHERE reviewer_id = %(reviewer)s AND session_id = %(session)s AND item_id >= ({first})
+    ORDER BY item_id
+) mine ON mine.item_id = s.item_id
+LEFT JOIN (
+    SELECT item_id FROM {skip}
+    WHERE reviewer_id = %(reviewer)s AND item_id >= ({first})
+    ORDER BY item_id
+) skipped ON skipped.item_id = s.item_id
+{hidden_join}
+WHERE s.session_id = %(session)s AND {claimable_s}
+    AND mine.item_id IS NULL AND skipped.item_id IS NULL {hidden_where}
+ORDER BY s.item_id, s.id
+LIMIT 1
+"""
+_FIRST_CLAIMABLE_SQL = (
+    "SELECT min(f.item_id) FROM {slot} f WHERE f.session_id = %(session)s AND {claimable_f}"
+)
+_CLAIMABLE_SQL = (
+    "{t}.state IN (%(open)s, %(claimed)s) AND ({t}.state = %(open)s OR {t}.lease_until < %(now)s)"
+)
+_HIDDEN_JOIN_SQL = "JOIN {item} i ON i.id = s.item_id JOIN {turn} t ON t.id = i.turn_id"
+
+
+def _next_slot(
+    session: ReviewSession, reviewer: AbstractBaseUser, hidden: list[int]
+) -> tuple[int, int] | None:
+    """(slot id, item id) of the slot Next should claim, or None. Only table names and
+    placeholders are put into the SQL; every value is a parameter."""
+    slot, skip = ReviewSlot._meta.db_table, ReviewSkip._meta.db_table
+    params = {
+        "reviewer": reviewer.pk,
+        "session": session.pk,
+        "open": SlotState.OPEN,
+        "claimed": SlotState.CLAIMED,
+        "now": timezone.now(),
+    }
+    hidden_join = hidden_where = ""
+    if hidden:
+        hidden_join = _HIDDEN_JOIN_SQL.format(
+            item=ReviewItem._meta.db_table, turn=RequestLog._meta.db_table
+        )
+        names = [f"hidden{n}" for n in range(len(hidden))]
+        hidden_where = "AND t.deployment_id NOT IN ({})".format(
+            ", ".join(f"%({n})s" for n in names)
+        )
+        params.update(zip(names, hidden, strict=True))
+    sql = _NEXT_SLOT_SQL.format(
+        slot=slot,
+        skip=skip,
+        first=_FIRST_CLAIMABLE_SQL.format(slot=slot, claimable_f=_CLAIMABLE_SQL.format(t="f")),
+        hidden_join=hidden_join,
+        hidden_where=hidden_where,
+        claimable_s=_CLAIMABLE_SQL.format(t="s"),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def item_get(*, session: ReviewSession, item_id: int, user: AbstractBaseUser) -> ReviewItem:
     """An item of the session the user may work on (404 otherwise), with its turn."""
     check_can_work(session, user, writing=False)
     try:
-        return _with_turn(visible_items(session, user)).get(pk=item_id)
+        return _item_with_turn(session, visible_items(session, user), item_id)
     except (ReviewItem.DoesNotExist, ValueError):
         raise Http404("No such item in this session.") from None
 

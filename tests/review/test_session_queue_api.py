@@ -333,3 +333,29 @@ def test_agreement_and_disagreements_are_hidden_from_the_unassigned(
     api_client.force_authenticate(bob)
     assert api_client.get(url(session, "agreement/")).status_code == 404
     assert api_client.get(url(session, "disagreements/")).status_code == 404
+
+
+def test_turns_of_a_deployment_i_may_not_see_are_not_offered(
+    api_client, admin_user, bot, reviewer, deployment_factory
+):
+    from review import services
+    from tests.support.turns import logged_turn
+
+    secret = deployment_factory(display_name="Secret")
+    secret.allowed_users.set([admin_user])
+    session, _ = make_session(admin_user, bot, [reviewer], turns=0)
+    services.session_save(
+        user=admin_user, session=session, data={"deployments": [bot.pk, secret.pk]}
+    )
+    hidden, shown = logged_turn(secret, admin_user), logged_turn(bot, admin_user)
+    services.items_add(session=session, user=admin_user, turns=[hidden, shown])
+    api_client.force_authenticate(reviewer)
+    offered = api_client.post(url(session, "next/")).json()
+    assert offered["request_id"] == shown.databricks_request_id
+    listed = api_client.get(url(session, "items/")).json()["results"]
+    assert [row["request_id"] for row in listed] == [shown.databricks_request_id]
+    hidden_item = session.items.get(turn=hidden)
+    assert api_client.get(url(session, f"items/{hidden_item.pk}/")).status_code == 404
+    api_client.force_authenticate(admin_user)
+    first = api_client.post(url(session, "next/")).json()
+    assert first["request_id"] == hidden.databricks_request_id
