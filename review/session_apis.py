@@ -146,9 +146,8 @@ class SessionItemsApi(APIView):
         return Response({"added": added, "items": session.items.count()})
 
 
-def _work_data(session: ReviewSession, item: ReviewItem, request: Request) -> dict:
-    annotated = session_selectors.session_items(session, request.user).get(pk=item.pk)
-    return item_work_data(annotated, item.turn)
+def _work_data(item: ReviewItem, request: Request) -> dict:
+    return item_work_data(item, session_selectors.item_place(item, request.user))
 
 
 class SessionNextApi(APIView):
@@ -161,7 +160,7 @@ class SessionNextApi(APIView):
         item = queue.item_next(session=session, reviewer=request.user)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(_work_data(session, item, request))
+        return Response(_work_data(item, request))
 
 
 class SessionItemDetailApi(APIView):
@@ -179,7 +178,7 @@ class SessionItemDetailApi(APIView):
             consensus = None
         return Response(
             {
-                **_work_data(session, item, request),
+                **_work_data(item, request),
                 "labels": labels_data(labels),
                 "consensus": consensus,
             }

@@ -2,6 +2,7 @@
 agreement per label schema and the items where reviewers differ."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import (
@@ -147,6 +148,26 @@ def session_items(session: ReviewSession, user: AbstractBaseUser) -> QuerySet[Re
         )
         .order_by("pk")
     )
+
+
+@dataclass(frozen=True)
+class ItemPlace:
+    state: str  # ITEM_STATES
+    lease_until: datetime | None  # of the user's claim
+
+
+def item_place(item: ReviewItem, user: AbstractBaseUser) -> ItemPlace:
+    """Where the user stands on one item, as `session_items` says it for each (its states in
+    the same order), in one to three small queries."""
+    slot = ReviewSlot.objects.filter(item=item, reviewer=user).values_list("state", "lease_until")
+    found = slot.first()
+    if found is not None:
+        return ItemPlace("done" if found[0] == SlotState.DONE else "claimed", found[1])
+    if ReviewSkip.objects.filter(item=item, reviewer=user).exists():
+        return ItemPlace("skipped", None)
+    if ReviewSlot.objects.filter(claimable(), item=item).exists():
+        return ItemPlace("open", None)
+    return ItemPlace("full", None)
 
 
 def items_of_reviewer(session: ReviewSession, user: AbstractBaseUser) -> list[int]:

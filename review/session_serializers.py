@@ -6,13 +6,12 @@ answers for the OpenAPI schema, and the `*_data` functions build them in one ste
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import RequestLog
 from feedback.apis import RatingOutputSerializer
 from feedback.models import Rating
 from feedback.serializers import RetrievalAssessmentsField, TextAssessmentSerializer
 from review.apis import AgreementFigureSerializer, agreement_figures
 from review.models import MAX_REVIEWERS_PER_ITEM, ReviewItem, ReviewSession, SessionState
-from review.session_selectors import ITEM_STATES, Progress, SchemaAgreement
+from review.session_selectors import ITEM_STATES, ItemPlace, Progress, SchemaAgreement
 from reviewapp.jsonlimits import DepthLimitedJSONField
 
 
@@ -245,13 +244,20 @@ def item_data(item: ReviewItem) -> dict:
     }
 
 
-def item_work_data(item: ReviewItem, turn: RequestLog) -> dict:
-    """`item_data` with its turn's question and answer."""
+def item_work_data(item: ReviewItem, place: ItemPlace) -> dict:
+    """The item (with its turn) as ReviewItemWorkSerializer describes it, for one user."""
     return {
-        **item_data(item),
-        "question": turn.request,
-        "answer": turn.response,
-        "error": turn.error,
+        "id": item.pk,
+        "request_id": item.turn.databricks_request_id,
+        "deployment": item.turn.deployment_id,
+        "done_count": item.done_count,
+        "state": place.state,
+        "lease_until": place.lease_until,
+        "settled": item.consensus_id is not None,
+        "added_at": item.added_at,
+        "question": item.turn.request,
+        "answer": item.turn.response,
+        "error": item.turn.error,
     }
 
 
