@@ -4,8 +4,10 @@ The queue's endpoints (Next, labels, skip, settle, agreement) are in test_sessio
 
 import pytest
 
-from review.models import ReviewItem, ReviewSession, ReviewSlot
-from tests.review.sessions_support import make_reviewer, make_session
+from feedback.models import Rating
+from review import queue
+from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot
+from tests.review.sessions_support import label, make_reviewer, make_session
 from tests.support.turns import logged_turn
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +30,9 @@ def snapshot() -> tuple:
     return (
         list(ReviewSession.objects.values_list("pk", "name", "state", "reviewers_per_item")),
         list(ReviewItem.objects.values_list("pk", "turn_id")),
-        list(ReviewSlot.objects.values_list("pk", "state", "reviewer_id")),
+        list(ReviewSlot.objects.values_list("pk", "state", "reviewer_id", "lease_until")),
+        list(ReviewSkip.objects.values_list("pk", "reason")),
+        list(Rating.objects.values_list("pk", "is_current")),
     )
 
 
@@ -195,9 +199,6 @@ def test_a_refused_change_saves_nothing(api_client, admin_user, bot, reviewer):
 
 
 def test_items_are_listed_with_where_i_stand_on_each(api_client, admin_user, bot, reviewer, bob):
-    from review import queue
-    from tests.review.sessions_support import label
-
     session, turns = make_session(admin_user, bot, [reviewer, bob], turns=4)
     done = queue.item_next(session=session, reviewer=reviewer)
     queue.item_label_save(item=done, reviewer=reviewer, text_assessment=label("positive"))
@@ -321,3 +322,57 @@ def test_malformed_json_is_refused(api_client, admin_user):
     assert response.status_code == 400
     assert "JSON parse error" in response.json()["detail"]
     assert not ReviewSession.objects.exists()
+
+
+ENDPOINTS = [
+    ("get", ""),
+    ("get", "items/"),
+    ("post", "next/"),
+    ("get", "items/{item}/"),
+    ("post", "items/{item}/labels/"),
+    ("post", "items/{item}/skip/"),
+    ("get", "agreement/"),
+    ("get", "disagreements/"),
+]
+
+
+def test_every_endpoint_hides_a_session_from_the_unassigned(
+    api_client, admin_user, bot, reviewer, bob, stakeholder
+):
+    session, _ = make_session(admin_user, bot, [reviewer], turns=1)
+    item = queue.item_next(session=session, reviewer=reviewer)
+    before = snapshot()
+    for user in (bob, stakeholder):
+        api_client.force_authenticate(user)
+        for method, tail in ENDPOINTS:
+            body = {"text_assessment": label("positive")} if "labels" in tail else {}
+            response = getattr(api_client, method)(
+                f"{SESSIONS}{session.pk}/{tail.format(item=item.pk)}", body, format="json"
+            )
+            assert response.status_code == 404, (user, method, tail, response.status_code)
+    assert snapshot() == before
+
+
+def test_unknown_sessions_and_items_are_not_found_even_by_admins(
+    api_client, admin_user, bot, reviewer
+):
+    session, _ = make_session(admin_user, bot, [reviewer], turns=1)
+    item = session.items.get()
+    api_client.force_authenticate(admin_user)
+    before = snapshot()
+    for method, tail in [
+        *ENDPOINTS,
+        ("patch", ""),
+        ("post", "items/"),
+        ("post", "items/{item}/settle/"),
+    ]:
+        missing = f"{SESSIONS}999999/{tail.format(item=item.pk)}"
+        response = getattr(api_client, method)(missing, {}, format="json")
+        assert response.status_code == 404, (method, tail, response.status_code)
+    for tail in ("items/999999/", "items/999999/settle/"):
+        method = "post" if "settle" in tail else "get"
+        response = getattr(api_client, method)(
+            f"{SESSIONS}{session.pk}/{tail}", {"text_assessment": label("positive")}, format="json"
+        )
+        assert response.status_code == 404
+    assert snapshot() == before
