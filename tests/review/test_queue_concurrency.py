@@ -9,14 +9,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from feedback.models import LabelSchema
 from review import queue
 from review.models import ReviewSession, ReviewSlot, SlotState
 from tests.conftest import require_server
 from tests.review.sessions_support import label, make_reviewer, make_session
 
-# Committed rows, so that every thread's connection sees them; the migrations' rows (roles,
-# built-in label schemas) are put back afterwards for the tests that follow.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Committed rows, so that every thread's connection sees them.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ROUNDS = 3
 
@@ -26,6 +26,16 @@ def on_postgresql():
     require_server(
         connection.vendor == "postgresql",
         "PostgreSQL as the test database (DATABASE_URL=postgres://...)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def answer_correct(on_postgresql):
+    """The built-in thumbs schema, which a data migration adds: a transactional test before
+    this one may have emptied the tables (post_migrate puts back only the roles)."""
+    LabelSchema.objects.get_or_create(
+        name="answer_correct",
+        defaults={"kind": "feedback", "input_type": "thumbs", "title": "Correct?"},
     )
 
 
