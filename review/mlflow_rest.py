@@ -133,7 +133,10 @@ class MlflowRest:
             )
         except MlflowNotFound:
             raise MlflowNotFound(f"{self.where} has no experiment {experiment_id}.") from None
-        return answer.get("experiment") or {}
+        experiment = answer.get("experiment") or {}
+        if experiment.get("lifecycle_stage") == "deleted":
+            raise MlflowError(f"Experiment {experiment_id} on {self.where} is deleted.")
+        return experiment
 
     def traces_search(self, experiment_id: str, filter_string: str, limit: int) -> list[dict]:
         """Trace infos of the experiment that match the filter, newest first, at most `limit`."""
