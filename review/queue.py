@@ -20,7 +20,7 @@ from django.utils import timezone
 from agents import selectors as agent_selectors
 from feedback import services as feedback_services
 from feedback.models import Rating
-from review import services
+from review import mlflow_mirror, services
 from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot, SlotState
 from reviewapp import roles
 
@@ -168,6 +168,10 @@ def item_label_save(
     )
     if first_time:
         ReviewItem.objects.filter(pk=item.pk).update(done_count=F("done_count") + 1)
+        # The item's last reviewer: mark it complete in the session's MLflow review queue, if
+        # the session is mirrored there (review/mlflow_mirror.py; the task runs after commit).
+        if ReviewItem.objects.filter(pk=item.pk, done_count=session.reviewers_per_item).exists():
+            mlflow_mirror.item_done_enqueue_on_commit(item)
     ReviewSkip.objects.filter(item=item, reviewer=reviewer).delete()
     return rating
 
