@@ -38,9 +38,10 @@ def label_schemas_for(deployment) -> list[LabelSchema]:
     stored `answer_correct` schema when there is one, so an admin's wording is used)."""
     cached = getattr(deployment, "_label_schemas_cache", None)
     if cached is None:
-        cached = [
-            link.schema for link in deployment.label_schema_links.select_related("schema")
-        ] or [
+        links = deployment.label_schema_links.all()
+        if "label_schema_links" not in getattr(deployment, "_prefetched_objects_cache", {}):
+            links = links.select_related("schema")  # else prefetch_related("...__schema") did
+        cached = [link.schema for link in links] or [
             LabelSchema.objects.filter(name=DEFAULT_SCHEMA["name"]).first()
             or LabelSchema(**DEFAULT_SCHEMA)
         ]

@@ -1,8 +1,8 @@
 """Agreement figures per question over the current ratings of the turns that match the requests
 page's filters. Later a review session will hand review.agreement its own items instead."""
 
-import math
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -90,7 +90,10 @@ def agreement_by_question(
 def _levels(deployment_ids: set[int]) -> dict[str, Level]:
     """Each question name's level over these deployments; None when they do not agree on it."""
     found: dict[str, set] = defaultdict(set)
-    for deployment in Deployment.objects.filter(pk__in=deployment_ids):
+    deployments = Deployment.objects.filter(pk__in=deployment_ids).prefetch_related(
+        "label_schema_links__schema"
+    )
+    for deployment in deployments:
         for schema in label_schemas_for(deployment):
             if not schema.is_expectation:
                 found[schema.name].add(LEVEL_OF_KIND.get(schema.input_type))

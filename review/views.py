@@ -19,7 +19,9 @@ from reviewapp import roles
 @login_required
 def request_list(request: HttpRequest) -> HttpResponse:
     deployments = list(
-        agent_selectors.deployments_visible_to(request.user).prefetch_related("questions")
+        agent_selectors.deployments_visible_to(request.user).prefetch_related(
+            "label_schema_links__schema"
+        )
     )
     can_review = roles.can_review(request.user)
     form = RequestFilterForm(request.GET, deployments=deployments, can_review=can_review)
