@@ -147,6 +147,12 @@ class LabelSchemaSerializer(serializers.ModelSerializer):
     options = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Categorical (list) only."
     )
+    # A deployment with no label schemas of its own asks the default question, which is not
+    # stored until an admin saves `answer_correct`.
+    created_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Null for the default question, never saved."
+    )
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = LabelSchema
@@ -167,7 +173,6 @@ class LabelSchemaSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
         ref_name = "LabelSchema"
 
 
