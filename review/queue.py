@@ -117,6 +117,8 @@ def item_get(*, session: ReviewSession, item_id: int, user: AbstractBaseUser) ->
         return (
             _visible_items(session, user)
             .select_related("turn", "turn__deployment", "session")
+            # A turn's trace and raw bodies can be tens of MB: nothing here reads them.
+            .defer(*(f"turn__{column}" for column in agent_selectors.HEAVY_COLUMNS))
             .get(pk=item_id)
         )
     except (ReviewItem.DoesNotExist, ValueError):

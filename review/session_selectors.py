@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 
+from agents import selectors as agent_selectors
 from feedback.models import LabelSchema, Rating
 from feedback.validation import label_given
 from review.agreement import Agreement, agreement
@@ -204,7 +205,12 @@ def session_disagreements(session: ReviewSession, *, limit: int = 200) -> list[D
             differing[item_id] = names
         if len(differing) >= limit:
             break
-    items = ReviewItem.objects.filter(pk__in=differing).select_related("turn", "consensus")
+    items = (
+        ReviewItem.objects.filter(pk__in=differing)
+        .select_related("turn", "consensus", "settled_by")
+        # Up to `limit` turns: without their traces and raw bodies (tens of MB each, at times).
+        .defer(*(f"turn__{column}" for column in agent_selectors.HEAVY_COLUMNS))
+    )
     return [
         Disagreement(item, differing[item.pk], item_labels(item))
         for item in sorted(items, key=lambda i: i.pk)
