@@ -152,15 +152,23 @@ def item_label_save(
 ) -> Rating:
     """Save the reviewer's label of the item: a new rating version checked against the
     session's label schemas (required ones included), delivered like any rating. A label of
-    an item they labelled before replaces it (a newer version)."""
+    an item they labelled before replaces it (a newer version). Without
+    `retrieval_assessments`, the reviewer's current document ratings are kept."""
     session = item.session
     check_can_work(session, reviewer, writing=True)
     slot = _slot_for_label(item, reviewer)
+    if retrieval_assessments is None:
+        # The documents this reviewer rated on the chat or request page stay rated: a label
+        # replaces the answer's assessment only.
+        current = Rating.objects.filter(request=item.turn, reviewer=reviewer, is_current=True)
+        retrieval_assessments = next(
+            iter(current.values_list("retrieval_assessments", flat=True)), []
+        )
     rating = feedback_services.rating_create(
         turn=item.turn,
         reviewer=reviewer,
         text_assessments=[text_assessment],
-        retrieval_assessments=retrieval_assessments or [],
+        retrieval_assessments=retrieval_assessments,
         schemas=session_schemas(session),
         require=True,
     )

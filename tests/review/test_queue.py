@@ -7,6 +7,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
+from feedback import services as feedback_services
 from feedback.models import Rating
 from review import queue, session_selectors
 from review.models import ReviewSlot, SlotState
@@ -127,3 +128,18 @@ def test_an_admin_settles_a_disagreement_as_the_consensus(admin_user, bot, revie
     # The consensus is not one more reviewer in the agreement figures.
     [correct, _] = session_selectors.session_agreement(session)
     assert correct.agreement.reviewers == 2
+
+
+def test_a_label_keeps_the_documents_the_reviewer_rated_elsewhere(admin_user, bot, reviewer):
+    session, turns = make_session(admin_user, bot, [reviewer], turns=1)
+    documents = [{"ratings": {"groundedness": {"value": "positive"}}}]  # the whole retrieval
+    feedback_services.rating_create(  # as the chat page saves it
+        turn=turns[0],
+        reviewer=reviewer,
+        text_assessments=[{"free_text_comment": "from the chat page"}],
+        retrieval_assessments=documents,
+    )
+    item = queue.item_next(session=session, reviewer=reviewer)
+    rating = queue.item_label_save(item=item, reviewer=reviewer, text_assessment=label("positive"))
+    assert rating.retrieval_assessments == documents
+    assert "free_text_comment" not in rating.text_assessment
