@@ -143,6 +143,24 @@ class LabelSchema(models.Model):
             raise ValidationError(errors)
 
 
+# What an admin or the API may set on a label schema.
+LABEL_SCHEMA_FIELDS = (
+    "name",
+    "title",
+    "instruction",
+    "kind",
+    "input_type",
+    "options",
+    "min_value",
+    "max_value",
+    "step",
+    "max_length",
+    "max_count",
+    "enable_comment",
+    "required",
+)
+
+
 class DeploymentLabelSchema(models.Model):
     """A deployment's default label schemas, in order: what the chat's rating bar asks."""
 

@@ -6,7 +6,7 @@ describe."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from feedback.models import DeliveryStatus, LabelSchema
+from feedback.models import LABEL_SCHEMA_FIELDS, DeliveryStatus, LabelSchema
 from reviewapp.jsonlimits import DepthLimitedJSONField
 
 
@@ -156,23 +156,7 @@ class LabelSchemaSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = LabelSchema
-        fields = [
-            "name",
-            "title",
-            "instruction",
-            "kind",
-            "input_type",
-            "options",
-            "min_value",
-            "max_value",
-            "step",
-            "max_length",
-            "max_count",
-            "enable_comment",
-            "required",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*LABEL_SCHEMA_FIELDS, "created_at", "updated_at"]
         ref_name = "LabelSchema"
 
 

@@ -18,6 +18,7 @@ from agents.models import FeedbackSink, RequestLog
 from feedback import selectors
 from feedback.delivery import enqueue_on_commit
 from feedback.models import (
+    LABEL_SCHEMA_FIELDS,
     Delivery,
     DeliveryStatus,
     DeploymentLabelSchema,
@@ -315,21 +316,6 @@ def label_schema_delete(*, schema: LabelSchema) -> None:
     schema.delete()
 
 
-LABEL_SCHEMA_FIELDS = (
-    "name",
-    "title",
-    "instruction",
-    "kind",
-    "input_type",
-    "options",
-    "min_value",
-    "max_value",
-    "step",
-    "max_length",
-    "max_count",
-    "enable_comment",
-    "required",
-)
 # What a schema's existing labels depend on: changing them would make those labels wrong.
 _FIXED_ONCE_LABELLED = ("name", "kind", "input_type")
 

@@ -3,7 +3,6 @@
 
 import uuid
 
-import mlflow
 import pytest
 from mlflow.genai import review_queues as mlflow_queues
 
@@ -12,18 +11,12 @@ from review.models import ReviewItem
 from tests.review.mlflow_support import log_traces
 from tests.review.sessions_support import make_reviewer, make_session
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("mlflow_client"),
+]
 BASE = "/api/v1/review-sessions/{pk}/mlflow/"
-
-
-@pytest.fixture(autouse=True)
-def mlflow_client(monkeypatch, mlflow_server):
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "true")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_server.url)
-    yield
-    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ MLflow's own Python client."""
 
 import uuid
 
-import mlflow
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -25,20 +24,13 @@ from tests.review.sessions_support import make_reviewer, make_session
 from tests.support.servers import free_port
 from tests.support.turns import logged_turn
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("mlflow_client"),
+]
 
 SCHEMAS = ["answer_correct", "tone", "topics", "helpfulness", "summary", "expected_facts"]
-
-
-@pytest.fixture(autouse=True)
-def mlflow_client(monkeypatch, mlflow_server):
-    """MLflow's fluent client in this process reads from the test server, then is put back."""
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "true")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_server.url)
-    yield
-    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture
