@@ -37,7 +37,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from agents.models import Deployment, RequestLog  # noqa: E402
-from feedback.models import Question, Rating  # noqa: E402
+from feedback.models import LabelSchema, Rating  # noqa: E402
+from feedback.services import deployment_label_schemas_set  # noqa: E402
 from review.agreement import agreement  # noqa: E402
 from review.agreement_selectors import agreement_by_question  # noqa: E402
 from review.filters import RequestFilters  # noqa: E402
@@ -79,10 +80,15 @@ def seed_database(thumbs: dict, scores: dict):
         model_version="1",
         query_endpoint="http://127.0.0.1:9/serving-endpoints/bench/invocations",
     )
-    Question.objects.create(deployment=deployment, name="answer_correct", text="?", kind="thumbs")
-    Question.objects.create(
-        deployment=deployment, name="score", text="?", kind="numeric", min_value=1, max_value=5
+    # Label schemas are shared: a database used before (BENCH_DATABASE_URL) may have them.
+    LabelSchema.objects.get_or_create(
+        name="answer_correct", defaults={"title": "?", "input_type": "thumbs"}
     )
+    LabelSchema.objects.get_or_create(
+        name="score",
+        defaults={"title": "?", "input_type": "numeric", "min_value": 1, "max_value": 5},
+    )
+    deployment_label_schemas_set(deployment=deployment, names=["answer_correct", "score"])
     now = datetime.now(UTC)
     turns = RequestLog.objects.bulk_create(
         [
@@ -136,13 +142,22 @@ def main() -> None:
         text=True,
         cwd=django_env.REPO_ROOT,
     ).stdout.strip()
-    print(f"commit {commit}, {args.items:,} items × {len(REVIEWERS)} reviewers, "
-          f"median of {args.runs}, database {connection.vendor}")
+    print(
+        f"commit {commit}, {args.items:,} items × {len(REVIEWERS)} reviewers, "
+        f"median of {args.runs}, database {connection.vendor}"
+    )
 
     thumbs, scores = labels(args.items, seed=11)
     start = time.perf_counter()
-    agreement({0: {"a": "x", "b": "y"}, 1: {"a": "x", "b": "x"}, 2: {"a": "y", "b": "y"},
-               3: {"a": "x", "b": "x", "c": "y"}}, "nominal")
+    agreement(
+        {
+            0: {"a": "x", "b": "y"},
+            1: {"a": "x", "b": "x"},
+            2: {"a": "y", "b": "y"},
+            3: {"a": "x", "b": "x", "c": "y"},
+        },
+        "nominal",
+    )
     print(f"first call (imports statsmodels): {(time.perf_counter() - start) * 1000:8.1f} ms")
     for name, data, level in (("thumbs", thumbs, "nominal"), ("score", scores, "interval")):
         ms, result = timed(lambda d=data, lv=level: agreement(d, lv), args.runs)
@@ -151,12 +166,16 @@ def main() -> None:
 
     seed_start = time.perf_counter()
     admin, deployment = seed_database(thumbs, scores)
-    print(f"seeded {args.items:,} turns and {args.items * len(REVIEWERS):,} ratings in "
-          f"{time.perf_counter() - seed_start:.1f} s")
+    print(
+        f"seeded {args.items:,} turns and {args.items * len(REVIEWERS):,} ratings in "
+        f"{time.perf_counter() - seed_start:.1f} s"
+    )
     filters = RequestFilters(deployment_id=deployment.pk)
     ms, report = timed(lambda: agreement_by_question(admin, filters), args.runs)
-    print(f"agreement_by_question() both questions {ms:8.1f} ms   "
-          f"({report.turns:,} turns, capped: {report.capped})")
+    print(
+        f"agreement_by_question() both questions {ms:8.1f} ms   "
+        f"({report.turns:,} turns, capped: {report.capped})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Feedback sent to the app the way Databricks' feedback model took it (protocol.md §4.1-4.2):
 `dataframe_records` (or `dataframe_split`) of {request_id, source, text_assessments,
 retrieval_assessments}, each column an object or a JSON string. Each record becomes a rating of
-that turn by the caller, saved and forwarded like any other (feedback.services.rating_create).
+that turn by the caller, saved and forwarded like any other (feedback.services.rating_create);
+a caller allowed to relay (admins, and users with the `feedback.relay_feedback` permission) may
+name another source, whose rating it then is (feedback.services.relayed_rating_create).
 
 All or nothing: every record is checked first, and one bad record saves none of them.
 """
@@ -15,7 +17,14 @@ from django.db import transaction
 from agents import selectors as agent_selectors
 from agents.models import RequestLog
 from feedback.models import SOURCE_TYPE_HUMAN, Rating
-from feedback.services import check_can_rate, rating_create, rating_validate, source_id_of
+from feedback.services import (
+    SOURCE_CONSENSUS_PREFIX,
+    check_can_rate,
+    rating_create,
+    rating_validate,
+    relayed_rating_create,
+    source_id_of,
+)
 from reviewapp import jsonlimits, roles
 
 # Each record may read its answer's stored trace (to check document positions): a bounded call.
@@ -32,7 +41,7 @@ def feedback_records_save(
     if not roles.can_review(caller):
         raise PermissionDenied("Only reviewers and admins may send feedback.")
     records = _records_of(body)
-    checked: list[tuple[RequestLog, Any, Any]] = []
+    checked: list[tuple[RequestLog, str | None, Any, Any]] = []
     errors: list[str] = []
     for i, record in enumerate(records):
         try:
@@ -44,13 +53,18 @@ def feedback_records_save(
         raise ValidationError(errors[:20] + more)
     with transaction.atomic():
         return [
-            rating_create(
+            relayed_rating_create(
                 turn=turn,
-                reviewer=caller,
+                relayed_by=caller,
+                source_id=relayed_for,
                 text_assessments=text,
                 retrieval_assessments=retrieval,
             )
-            for turn, text, retrieval in checked
+            if relayed_for
+            else rating_create(
+                turn=turn, reviewer=caller, text_assessments=text, retrieval_assessments=retrieval
+            )
+            for turn, relayed_for, text, retrieval in checked
         ]
 
 
@@ -89,7 +103,7 @@ def _split_to_records(split: Any) -> list[dict]:
 
 def _checked_record(
     caller: AbstractBaseUser, endpoint_name: str, record: Any
-) -> tuple[RequestLog, Any, Any]:
+) -> tuple[RequestLog, str | None, Any, Any]:
     if not isinstance(record, dict):
         raise ValidationError("must be an object.")
     unknown = sorted(set(record) - COLUMNS)
@@ -112,12 +126,12 @@ def _checked_record(
             f"answer {request_id!r} came from endpoint {turn.deployment.endpoint_name!r}, "
             f"not {endpoint_name!r}."
         )
-    _check_source(caller, _column(record, "source"))
+    relayed_for = _relayed_source(caller, _column(record, "source"))
     check_can_rate(caller, turn)  # a failed answer, a disabled deployment: named per record
     text = _column(record, "text_assessments")
     retrieval = _column(record, "retrieval_assessments")
     rating_validate(turn=turn, text_assessments=text, retrieval_assessments=retrieval)
-    return turn, text, retrieval
+    return turn, relayed_for, text, retrieval
 
 
 def _column(record: dict, name: str) -> Any:
@@ -134,22 +148,35 @@ def _column(record: dict, name: str) -> Any:
     return value
 
 
-def _check_source(caller: AbstractBaseUser, source: Any) -> None:
-    """The source is who rated: the token's user. A record that names someone else is refused
-    rather than recorded under a name nobody checked."""
+def can_relay(user: AbstractBaseUser) -> bool:
+    return roles.is_admin(user) or user.has_perm("feedback.relay_feedback")
+
+
+def _relayed_source(caller: AbstractBaseUser, source: Any) -> str | None:
+    """The source the record is relayed for, or None when it is the caller's own (no source,
+    or the caller's email or username). Naming someone else needs the right to relay; without
+    it the record is refused rather than recorded under a name nobody checked."""
     if source is None:
-        return
+        return None
     if not isinstance(source, dict):
         raise ValidationError("source must be an object {id, type}.")
     kind = source.get("type", SOURCE_TYPE_HUMAN)
     if str(kind).lower() != SOURCE_TYPE_HUMAN:
         raise ValidationError(f'source.type {kind!r}: only "human" feedback is recorded.')
     claimed, own = source.get("id"), source_id_of(caller)
-    if claimed not in (None, "", own, caller.get_username()):
+    if claimed in (None, "", own, caller.get_username()):
+        return None
+    if not isinstance(claimed, str) or len(claimed) > 254 or not claimed.strip():
+        raise ValidationError("source.id must be a non-empty string of at most 254 characters.")
+    if claimed.startswith(SOURCE_CONSENSUS_PREFIX):
+        raise ValidationError(f"source.id may not start with {SOURCE_CONSENSUS_PREFIX!r}.")
+    if not can_relay(caller):
         raise ValidationError(
-            f"source.id {claimed!r} is not the token's user ({own!r}): feedback is recorded as "
-            "the user whose token sent it."
+            f"source.id {claimed!r} is not the token's user ({own!r}): recording feedback for "
+            "others needs the permission to relay it (feedback | rating | Can send feedback for "
+            "other sources)."
         )
+    return claimed
 
 
 def _messages(exc: ValidationError) -> list[str]:

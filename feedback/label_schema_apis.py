@@ -16,9 +16,10 @@ from feedback.validation import label_schemas_for
 from reviewapp.api import IsAdminForWrites
 
 
-def _schema_data(request: Request, *, partial: bool) -> dict:
-    """The body's fields, checked for shape by the serializer and for sense by the model."""
-    serializer = LabelSchemaSerializer(data=request.data, partial=partial)
+def _schema_data(request: Request, schema: LabelSchema | None = None) -> dict:
+    """The body's fields, checked for shape by the serializer and for sense by the model. A
+    change (`schema` given) may hold only some fields, and may repeat the schema's own name."""
+    serializer = LabelSchemaSerializer(schema, data=request.data, partial=schema is not None)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
@@ -33,7 +34,7 @@ class LabelSchemaListApi(APIView):
 
     @extend_schema(request=LabelSchemaSerializer, responses={201: LabelSchemaSerializer})
     def post(self, request: Request) -> Response:
-        schema = services.label_schema_save(data=_schema_data(request, partial=False))
+        schema = services.label_schema_save(data=_schema_data(request))
         return Response(LabelSchemaSerializer(schema).data, status=status.HTTP_201_CREATED)
 
 
@@ -48,7 +49,7 @@ class LabelSchemaDetailApi(APIView):
     def patch(self, request: Request, name: str) -> Response:
         """Change the fields given; a schema with labels keeps its name, kind and input type."""
         schema = get_object_or_404(LabelSchema, name=name)
-        data = _schema_data(request, partial=True)
+        data = _schema_data(request, schema)
         return Response(
             LabelSchemaSerializer(services.label_schema_save(schema=schema, data=data)).data
         )

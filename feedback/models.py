@@ -143,6 +143,24 @@ class LabelSchema(models.Model):
             raise ValidationError(errors)
 
 
+# What an admin or the API may set on a label schema.
+LABEL_SCHEMA_FIELDS = (
+    "name",
+    "title",
+    "instruction",
+    "kind",
+    "input_type",
+    "options",
+    "min_value",
+    "max_value",
+    "step",
+    "max_length",
+    "max_count",
+    "enable_comment",
+    "required",
+)
+
+
 class DeploymentLabelSchema(models.Model):
     """A deployment's default label schemas, in order: what the chat's rating bar asks."""
 
@@ -169,10 +187,14 @@ class DeploymentLabelSchema(models.Model):
 class Rating(models.Model):
     """One reviewer's judgement of one answer, in the Databricks feedback record's shape.
 
-    `text_assessment` is {ratings: {name: {value, rationale?}}, free_text_comment,
-    suggested_output}; `retrieval_assessments` is [{position, step_id, ratings,
-    free_text_comment}], `step_id` being the retriever span's id; an item without `position`
-    rates the retrieval as a whole.
+    `text_assessment` is {ratings: {name: {value, rationale?}}, expectations: {name: {value}},
+    free_text_comment, suggested_output}; `retrieval_assessments` is [{position, step_id,
+    ratings, free_text_comment}], `step_id` being the retriever span's id; an item without
+    `position` rates the retrieval as a whole.
+
+    A rating with no `reviewer` is a deleted user's, an admin's consensus (`source_id`
+    "consensus:<admin>") or one relayed for another source through the Databricks feedback API
+    (`relayed_by` the token's user); those are current per (turn, source_id).
     """
 
     request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="ratings")
@@ -185,10 +207,24 @@ class Rating(models.Model):
     text_assessment = models.JSONField(default=dict)
     retrieval_assessments = models.JSONField(default=list)
     is_current = models.BooleanField(default=True)
+    relayed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The API user who sent it for `source_id` (Databricks feedback API).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        permissions = [
+            (
+                "relay_feedback",
+                "Can send feedback for other sources through the Databricks feedback API",
+            )
+        ]
         indexes = [
             models.Index(fields=["request", "reviewer", "-created_at"]),
             models.Index(fields=["deployment", "-created_at"]),

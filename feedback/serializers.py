@@ -6,7 +6,7 @@ describe."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from feedback.models import DeliveryStatus, LabelSchema
+from feedback.models import LABEL_SCHEMA_FIELDS, DeliveryStatus, LabelSchema
 from reviewapp.jsonlimits import DepthLimitedJSONField
 
 
@@ -147,27 +147,16 @@ class LabelSchemaSerializer(serializers.ModelSerializer):
     options = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Categorical (list) only."
     )
+    # A deployment with no label schemas of its own asks the default question, which is not
+    # stored until an admin saves `answer_correct`.
+    created_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Null for the default question, never saved."
+    )
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = LabelSchema
-        fields = [
-            "name",
-            "title",
-            "instruction",
-            "kind",
-            "input_type",
-            "options",
-            "min_value",
-            "max_value",
-            "step",
-            "max_length",
-            "max_count",
-            "enable_comment",
-            "required",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = ["created_at", "updated_at"]
+        fields = [*LABEL_SCHEMA_FIELDS, "created_at", "updated_at"]
         ref_name = "LabelSchema"
 
 

@@ -18,6 +18,7 @@ from agents.models import FeedbackSink, RequestLog
 from feedback import selectors
 from feedback.delivery import enqueue_on_commit
 from feedback.models import (
+    LABEL_SCHEMA_FIELDS,
     Delivery,
     DeliveryStatus,
     DeploymentLabelSchema,
@@ -155,13 +156,54 @@ def consensus_rating_create(
     earlier = Rating.objects.filter(
         request=turn, reviewer=None, source_id__startswith=SOURCE_CONSENSUS_PREFIX
     )
+    source_id = f"{SOURCE_CONSENSUS_PREFIX}{source_id_of(settled_by)}"[:254]
+    return _sourced_rating_create(turn, source_id, earlier, text_assessment=text)
+
+
+@transaction.atomic
+def relayed_rating_create(
+    *,
+    turn: RequestLog,
+    relayed_by: AbstractBaseUser,
+    source_id: str,
+    text_assessments: Any = None,
+    retrieval_assessments: Any = None,
+) -> Rating:
+    """A rating sent by `relayed_by` for someone else (`source_id`, e.g. an end user of a
+    chatbot that relays its users' thumbs): that source's current rating of the turn, replacing
+    their earlier one. The caller must be allowed to relay (feedback.inbound checks it)."""
+    check_can_rate(relayed_by, turn)
+    if source_id.startswith(SOURCE_CONSENSUS_PREFIX):
+        raise ValidationError(f"source.id may not start with {SOURCE_CONSENSUS_PREFIX!r}.")
+    RequestLog.objects.select_for_update().filter(pk=turn.pk).exists()
+    text, documents = rating_validate(
+        turn=turn, text_assessments=text_assessments, retrieval_assessments=retrieval_assessments
+    )
+    earlier = Rating.objects.filter(request=turn, reviewer=None, source_id=source_id)
+    return _sourced_rating_create(
+        turn, source_id, earlier, text_assessment=text, documents=documents, relayed_by=relayed_by
+    )
+
+
+def _sourced_rating_create(
+    turn: RequestLog,
+    source_id: str,
+    earlier: QuerySet[Rating],
+    *,
+    text_assessment: dict,
+    documents: list | None = None,
+    relayed_by: AbstractBaseUser | None = None,
+) -> Rating:
+    """A rating of no reviewer that replaces `earlier` (the same source's) as the current one."""
     earlier.filter(is_current=True).update(is_current=False)
     rating = Rating.objects.create(
         request=turn,
         deployment=turn.deployment,
         reviewer=None,
-        source_id=f"{SOURCE_CONSENSUS_PREFIX}{source_id_of(settled_by)}"[:254],
-        text_assessment=text,
+        source_id=source_id,
+        text_assessment=text_assessment,
+        retrieval_assessments=documents or [],
+        relayed_by=relayed_by,
     )
     _deliver(rating, Delivery.objects.filter(rating__in=earlier))
     return rating
@@ -274,21 +316,6 @@ def label_schema_delete(*, schema: LabelSchema) -> None:
     schema.delete()
 
 
-LABEL_SCHEMA_FIELDS = (
-    "name",
-    "title",
-    "instruction",
-    "kind",
-    "input_type",
-    "options",
-    "min_value",
-    "max_value",
-    "step",
-    "max_length",
-    "max_count",
-    "enable_comment",
-    "required",
-)
 # What a schema's existing labels depend on: changing them would make those labels wrong.
 _FIXED_ONCE_LABELLED = ("name", "kind", "input_type")
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from review import apis, session_apis
+from review import apis, mlflow_apis, session_apis
 
 SESSION = "review-sessions/<int:pk>/"
 ITEM = SESSION + "items/<int:item_id>/"
@@ -24,5 +24,20 @@ urlpatterns = [
         SESSION + "disagreements/",
         session_apis.SessionDisagreementsApi.as_view(),
         name="api-review-session-disagreements",
+    ),
+    path(
+        SESSION + "mlflow/import-traces/",
+        mlflow_apis.ImportTracesApi.as_view(),
+        name="api-review-session-mlflow-import",
+    ),
+    path(
+        SESSION + "mlflow/mirror/",
+        mlflow_apis.MirrorApi.as_view(),
+        name="api-review-session-mlflow-mirror",
+    ),
+    path(
+        SESSION + "mlflow/dataset/",
+        mlflow_apis.DatasetApi.as_view(),
+        name="api-review-session-mlflow-dataset",
     ),
 ]

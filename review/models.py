@@ -174,3 +174,26 @@ class ReviewSkip(models.Model):
 
     def __str__(self) -> str:
         return f"Skip of item {self.item_id} by {self.reviewer_id}"
+
+
+class MlflowMirror(models.Model):
+    """Where a session is mirrored on an MLflow tracking server (review/mlflow_mirror.py): the
+    review queue and the label schemas' ids there, so that mirroring again updates them instead
+    of creating more, and a finished item can be marked complete in the queue."""
+
+    session = models.OneToOneField(
+        ReviewSession, on_delete=models.CASCADE, related_name="mlflow_mirror"
+    )
+    # The deployment whose tracking server holds the queue: its credentials are used.
+    deployment = models.ForeignKey(
+        Deployment, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tracking_uri = models.CharField(max_length=2000)
+    experiment_id = models.CharField(max_length=64)
+    queue_id = models.CharField(max_length=64)
+    # {label schema name: MLflow schema id ("ls-…")}
+    schema_ids = models.JSONField(default=dict)
+    mirrored_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Session {self.session_id} → queue {self.queue_id}"

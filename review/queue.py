@@ -21,7 +21,7 @@ from agents import selectors as agent_selectors
 from agents.models import Deployment, RequestLog
 from feedback import services as feedback_services
 from feedback.models import Rating
-from review import services
+from review import mlflow_mirror, services
 from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot, SlotState
 from reviewapp import roles
 
@@ -236,15 +236,23 @@ def item_label_save(
 ) -> Rating:
     """Save the reviewer's label of the item: a new rating version checked against the
     session's label schemas (required ones included), delivered like any rating. A label of
-    an item they labelled before replaces it (a newer version)."""
+    an item they labelled before replaces it (a newer version). Without
+    `retrieval_assessments`, the reviewer's current document ratings are kept."""
     session = item.session
     check_can_work(session, reviewer, writing=True)
     slot = _slot_for_label(item, reviewer)
+    if retrieval_assessments is None:
+        # The documents this reviewer rated on the chat or request page stay rated: a label
+        # replaces the answer's assessment only.
+        current = Rating.objects.filter(request=item.turn, reviewer=reviewer, is_current=True)
+        retrieval_assessments = next(
+            iter(current.values_list("retrieval_assessments", flat=True)), []
+        )
     rating = feedback_services.rating_create(
         turn=item.turn,
         reviewer=reviewer,
         text_assessments=[text_assessment],
-        retrieval_assessments=retrieval_assessments or [],
+        retrieval_assessments=retrieval_assessments,
         schemas=session_schemas(session),
         require=True,
     )
@@ -254,6 +262,10 @@ def item_label_save(
     )
     if first_time:
         ReviewItem.objects.filter(pk=item.pk).update(done_count=F("done_count") + 1)
+        # The item's last reviewer: mark it complete in the session's MLflow review queue, if
+        # the session is mirrored there (review/mlflow_mirror.py; the task runs after commit).
+        if ReviewItem.objects.filter(pk=item.pk, done_count=session.reviewers_per_item).exists():
+            mlflow_mirror.item_done_enqueue_on_commit(item)
     ReviewSkip.objects.filter(item=item, reviewer=reviewer).delete()
     return rating
 

@@ -20,7 +20,7 @@ from django.db.models import (
 )
 from django.http import Http404
 
-from agents.selectors import HEAVY_COLUMNS
+from agents import selectors as agent_selectors
 from feedback.models import LabelSchema, Rating
 from feedback.validation import label_given
 from review.agreement import Agreement, agreement
@@ -273,8 +273,9 @@ def session_disagreements(session: ReviewSession, *, limit: int = 200) -> list[D
             break
     items = (
         ReviewItem.objects.filter(pk__in=differing)
-        .select_related("turn", "consensus")
-        .defer(*(f"turn__{column}" for column in HEAVY_COLUMNS))
+        .select_related("turn", "consensus", "settled_by")
+        # Up to `limit` turns: without their traces and raw bodies (tens of MB each, at times).
+        .defer(*(f"turn__{column}" for column in agent_selectors.HEAVY_COLUMNS))
     )
     return [
         Disagreement(item, differing[item.pk], item_labels(item))

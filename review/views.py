@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 from agents import selectors as agent_selectors
 from review import agreement_selectors, selectors
 from review.filters import RequestFilterForm
+from review.models import ReviewSession, SessionState
 from reviewapp import roles
 
 
@@ -21,9 +22,14 @@ def request_list(request: HttpRequest) -> HttpResponse:
     deployments = list(agent_selectors.deployments_visible_to(request.user))
     can_review = roles.can_review(request.user)
     form = RequestFilterForm(request.GET, deployments=deployments, can_review=can_review)
+    can_manage = roles.is_admin(request.user)
     context = {
         "form": form,
         "can_review": can_review,
+        "can_manage": can_manage,
+        "open_sessions": (
+            ReviewSession.objects.filter(state=SessionState.OPEN) if can_manage else []
+        ),
         "rating_choices": selectors.rating_filter_choices(deployments) if can_review else [],
     }
     if form.is_valid():

@@ -30,7 +30,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 class IsAdminForWrites(permissions.BasePermission):
     """Anyone signed in may read what they can see; only admins may create, change or delete."""
 
-    message = "Only admins may create, change or delete deployments."
+    message = "Only admins may create, change or delete this."
 
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:

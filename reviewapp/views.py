@@ -1,10 +1,21 @@
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
 from django.views import defaults
 from django.views.decorators.http import require_GET
 
+from reviewapp import roles
+
 # The app's APIs: its own, and the Databricks-compatible feedback endpoint clients call.
 API_PREFIXES = ("/api/", "/serving-endpoints/")
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Reviewers start on their review sessions; admins and stakeholders on the deployments."""
+    if roles.can_review(request.user) and not roles.is_admin(request.user):
+        return redirect("review:home")
+    return redirect("agents:deployment_list")
 
 
 @require_GET

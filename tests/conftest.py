@@ -149,15 +149,23 @@ def celery_worker_on_redis(redis_url, transactional_db):
     from reviewapp.celery import app
 
     previous = app.conf.broker_url
-    app.conf.broker_url = redis_url
-    app._pool = None  # publish on the new broker, not through a pool made for the old one
+    _use_broker(app, redis_url)
     app.control.purge()  # messages left by an earlier, interrupted run are not this test's
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
             yield app
     finally:
-        app.conf.broker_url = previous
-        app._pool = None
+        _use_broker(app, previous)
+
+
+def _use_broker(app, url: str) -> None:
+    """Publish on `url` from now on. The app keeps its connection pool and its producer pool,
+    each made for the broker of the first publish: both are dropped (as Celery does after a
+    fork), or a test that published before (on the default filesystem broker) sends this test's
+    tasks where its worker never looks."""
+    app.conf.broker_url = url
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 # --- Browser tests -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from agents.models import Deployment, RequestLog
-from feedback.models import Question, Rating
+from feedback.models import DeploymentLabelSchema, LabelSchema, Rating
 from reviewapp import jsonlimits
 from tests.support.turns import logged_turn
 from tests.test_asgi import run_in_own_loop
@@ -150,15 +150,20 @@ def test_the_assessments_api_refuses_a_body_nested_3000_deep(api, reviewer, depl
     assert not Rating.objects.exists()
 
 
-def test_the_questions_api_refuses_a_body_nested_3000_deep(api, admin_user, deployment_factory):
+def test_the_label_schema_apis_refuse_a_body_nested_3000_deep(api, admin_user, deployment_factory):
     deployment = deployment_factory()
     api.force_authenticate(admin_user)
-    body = f'{{"questions": [{{"name": "q", "options": {nested(3000)}}}]}}'
+    before = list(LabelSchema.objects.values_list("name", flat=True))
+    body = f'{{"name": "q", "title": "Q?", "input_type": "categorical", "options": {nested(3000)}}}'
+    response = api.post("/api/v1/label-schemas/", body, content_type="application/json")
+    assert TOO_DEEP in assert_json_error(response, 400)["detail"]
+    body = f'{{"label_schemas": [{nested(3000)}]}}'
     response = api.put(
-        f"/api/v1/deployments/{deployment.pk}/questions/", body, content_type="application/json"
+        f"/api/v1/deployments/{deployment.pk}/label-schemas/", body, content_type="application/json"
     )
     assert TOO_DEEP in assert_json_error(response, 400)["detail"]
-    assert not Question.objects.exists()
+    assert list(LabelSchema.objects.values_list("name", flat=True)) == before
+    assert not DeploymentLabelSchema.objects.exists()
 
 
 # --- errors Django answers itself under /api/ ------------------------------------------------

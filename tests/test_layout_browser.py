@@ -5,7 +5,8 @@ chat's title, even with "Rename" open.
 Each viewport walks the pages a reviewer and an admin use, with real content in them: the demo
 agent's answer with its trace open and a retriever span's detail shown, the request page, a
 request page with a long id and a 24-level trace all open, a rating's delivery that failed with
-a long error and its attempts open, and the login page.
+a long error and its attempts open, the login page, and the review pages (my sessions, a session
+with a disagreement and its settle form open, focus mode with the trace open and its keys).
 """
 
 import io
@@ -166,6 +167,41 @@ def log_a_deep_trace(deployment, user) -> str:
     return request_id
 
 
+def make_review_session(deployment, admin) -> tuple:
+    """A session over the deployment's turns, two reviewers per item, with a long name and
+    instructions; the admin and a reviewer disagree on the first item, the reviewer with a
+    better answer as long and unbroken as an URL."""
+    from django.contrib.auth.models import Group
+
+    from agents.models import RequestLog
+    from review import queue, services
+    from review.models import ReviewItem
+    from tests.review.test_review_browser import built_in_schemas
+
+    built_in_schemas()
+    rev = type(admin).objects.create_user("rev-layout", "rev-layout@example.com", "pw-layout")
+    rev.groups.add(Group.objects.get(name="reviewer"))
+    session = services.session_save(
+        user=admin,
+        data={
+            "name": "Week 49: a long session name that has to wrap on a phone " + "x" * 40,
+            "instructions": "Read the [guide](" + LONG_ERROR.split(" from ")[1] + ") first.",
+            "label_schemas": ["answer_correct", "expected_facts", "expected_response"],
+            "deployments": [deployment.pk],
+            "assigned_users": [rev.get_username()],
+            "reviewers_per_item": 2,
+        },
+    )
+    turns = list(RequestLog.objects.filter(deployment=deployment).order_by("pk"))
+    services.items_add(session=session, user=admin, turns=turns)
+    item = ReviewItem.objects.filter(session=session).order_by("pk").first()
+    said = {"ratings": {"answer_correct": {"value": "positive"}}}
+    queue.item_label_save(item=item, reviewer=admin, text_assessment=said)
+    said = {"ratings": {"answer_correct": {"value": "negative"}}, "suggested_output": LONG_ERROR}
+    queue.item_label_save(item=item, reviewer=rev, text_assessment=said)
+    return session, item
+
+
 def open_trace_and_a_document_span(page: Page) -> None:
     page.locator(".trace > summary").first.click()
     retriever = page.get_by_role("button", name=re.compile(r"^RETRIEVER "))
@@ -229,5 +265,24 @@ def test_no_page_is_wider_than_the_window(
     page.goto(f"{live_server.url}/requests/?status=answered&q=MLflow")
     expect(page.locator(".requests-table")).to_contain_text("MLflow")
     layout.check("requests with filters")
+
+    session, item = make_review_session(demo_setup, django_user_model.objects.get(username="boss"))
+    page.goto(f"{live_server.url}/review/")
+    expect(page.locator(".session-card")).to_have_count(1)
+    layout.check("review sessions")
+    page.goto(f"{live_server.url}/review/sessions/{session.pk}/")
+    page.locator(".settle > summary").click()
+    expect(page.locator(".settle .label-form")).to_be_visible()
+    layout.check("review session with a disagreement and its settle form open")
+    page.goto(f"{live_server.url}/review/sessions/{session.pk}/items/{item.pk}/")
+    expect(page.locator("#item-heading")).to_be_focused()
+    layout.check("focus mode")
+    open_trace_and_a_document_span(page)
+    layout.check("focus mode with the trace and a span open")
+    page.keyboard.press("Escape")  # the span row had the focus; the keys work on the page
+    page.locator("#item-heading").focus()
+    page.keyboard.press("?")
+    expect(page.locator("#keys-dialog")).to_be_visible()
+    layout.check("focus mode's keys")
 
     assert not layout.problems, "\n".join(layout.problems) + f"\n(screenshots in {tmp_path})"

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
 
-from feedback.models import Rating
+from feedback.models import LabelSchema, Rating
 from tests.feedback.conftest import chat_turn, retriever_span_id
 
 pytestmark = pytest.mark.django_db
@@ -165,24 +165,54 @@ def test_a_failed_turn_matches_the_schema(spec, api_client, admin_user, deployme
     assert_matches(spec, failed, "/api/v1/deployments/{id}/chat/", "post")
 
 
-def test_question_answers_match_the_schema(spec, api_client, admin_user, deployment_factory):
+def test_label_schema_answers_match_the_schema(spec, api_client, admin_user, deployment_factory):
     deployment = deployment_factory()
     api_client.force_authenticate(admin_user)
-    url = f"/api/v1/deployments/{deployment.pk}/questions/"
-    assert_matches(spec, api_client.get(url), "/api/v1/deployments/{id}/questions/")
-    replaced = api_client.put(
-        url,
+    created = api_client.post(
+        "/api/v1/label-schemas/",
         {
-            "questions": [
-                {"name": "tone", "text": "Tone?", "kind": "categorical", "options": ["ok", "rude"]},
-                {"name": "score", "text": "Score?", "kind": "numeric", "min_value": 0,
-                 "max_value": 5},
-            ]
+            "name": "score",
+            "title": "Score?",
+            "instruction": "Half points are fine.",
+            "input_type": "numeric",
+            "min_value": 1,
+            "max_value": 5,
+            "step": 0.5,
         },
         format="json",
     )
+    assert created.status_code == 201, created.content
+    assert_matches(spec, created, "/api/v1/label-schemas/", "post")
+    tags = {
+        "name": "tags",
+        "title": "Tags?",
+        "input_type": "categorical_list",
+        "options": ["a", "b"],
+    }
+    api_client.post("/api/v1/label-schemas/", tags, format="json")
+    listed = assert_matches(
+        spec, api_client.get("/api/v1/label-schemas/"), "/api/v1/label-schemas/"
+    )
+    assert {"score", "tags"} <= {schema["name"] for schema in listed}
+    detail = "/api/v1/label-schemas/{name}/"
+    assert_matches(spec, api_client.get("/api/v1/label-schemas/tags/"), detail)
+    changed = api_client.patch("/api/v1/label-schemas/tags/", {"required": True}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert_matches(spec, changed, detail, "patch")
+    deleted = api_client.delete("/api/v1/label-schemas/tags/")
+    assert deleted.status_code == 204 and "204" in spec["paths"][detail]["delete"]["responses"]
+
+    url = f"/api/v1/deployments/{deployment.pk}/label-schemas/"
+    path = "/api/v1/deployments/{id}/label-schemas/"
+    # The default question, whether an admin saved its wording or not (the migration makes it,
+    # a flushed test database has it no more).
+    assert_matches(spec, api_client.get(url), path)
+    LabelSchema.objects.filter(name="answer_correct").delete()
+    assert_matches(spec, api_client.get(url), path)
+    replaced = api_client.put(url, {"label_schemas": ["score"]}, format="json")
     assert replaced.status_code == 200, replaced.content
-    assert_matches(spec, replaced, "/api/v1/deployments/{id}/questions/", "put")
+    assert_matches(spec, replaced, path, "put")
+    assert_matches(spec, api_client.get(url), path)
 
 
 def test_agreement_answers_match_the_schema(

@@ -4,9 +4,10 @@ its default set, in the same order, and every rating is kept.
 Questions of the same name and the same answers (kind, options, range) become one schema. A
 name two deployments used for different answers keeps its name on the first deployment; the
 others get `<name>_<deployment id>`, and their ratings are renamed with it, so each rating still
-answers the schema it was given for. The built-in schemas are added: `answer_correct` (the
-default thumbs question), and the expectations `expected_response`, `expected_facts` and
-`guidelines`.
+answers the schema it was given for. `answer_correct` is taken from the start by the default
+thumbs question (deployments without questions asked it, and still do), so a non-thumbs
+`answer_correct` is renamed the same way. The built-in schemas are added: `answer_correct`, and
+the expectations `expected_response`, `expected_facts` and `guidelines`.
 """
 
 import django.core.validators
@@ -21,8 +22,32 @@ BUILT_IN = [
 ]
 
 
+DEFAULT_NAME = "answer_correct"
+THUMBS_ANSWERS = ("thumbs", [], None, None)
+
+
 def _answers(question) -> tuple:
     return (question.kind, list(question.options or []), question.min_value, question.max_value)
+
+
+def _taken(name: str, answers: tuple, made: dict) -> bool:
+    """Whether `name` is a schema for other answers (the default's name always is, but for
+    thumbs up/down)."""
+    if name in made:
+        return made[name][1] != answers
+    return name == DEFAULT_NAME and answers != THUMBS_ANSWERS
+
+
+def _free_name(name: str, deployment_id: int, answers: tuple, made: dict) -> str:
+    """`<name>_<deployment id>` (a further `_2`, `_3` when a question already has that name),
+    the name cut so that the suffix stays within the 64 characters."""
+    suffix, n = f"_{deployment_id}", 1
+    while True:
+        candidate = f"{name[: 64 - len(suffix)]}{suffix}"
+        if not _taken(candidate, answers, made):
+            return candidate
+        n += 1
+        suffix = f"_{deployment_id}_{n}"
 
 
 def questions_to_label_schemas(apps, schema_editor):
@@ -32,9 +57,9 @@ def questions_to_label_schemas(apps, schema_editor):
     Rating = apps.get_model("feedback", "Rating")
     made: dict[str, tuple] = {}  # schema name -> (schema, the answers it takes)
     for question in Question.objects.order_by("deployment_id", "order", "pk"):
-        name = question.name
-        if name in made and made[name][1] != _answers(question):
-            name = f"{question.name}_{question.deployment_id}"[:64]
+        name, answers = question.name, _answers(question)
+        if _taken(name, answers, made):
+            name = _free_name(name, question.deployment_id, answers, made)
             _rename_ratings(Rating, question.deployment_id, question.name, name)
         if name not in made:
             schema = LabelSchema.objects.create(
@@ -46,7 +71,7 @@ def questions_to_label_schemas(apps, schema_editor):
                 min_value=question.min_value,
                 max_value=question.max_value,
             )
-            made[name] = (schema, _answers(question))
+            made[name] = (schema, answers)
         Link.objects.create(
             deployment_id=question.deployment_id, schema_id=made[name][0].pk, order=question.order
         )
@@ -58,7 +83,7 @@ def questions_to_label_schemas(apps, schema_editor):
 
 
 def _rename_ratings(Rating, deployment_id: int, old: str, new: str) -> None:
-    for rating in Rating.objects.filter(deployment_id=deployment_id):
+    for rating in Rating.objects.filter(deployment_id=deployment_id).iterator():
         given = rating.text_assessment.get("ratings", {})
         if old in given:
             given[new] = given.pop(old)

@@ -20,7 +20,7 @@ def reviewer_login(transactional_db, django_user_model):
 
 
 def log_in(page: Page, live_server) -> None:
-    page.goto(f"{live_server.url}/login/")
+    page.goto(f"{live_server.url}/login/?next=/deployments/")  # a reviewer's home is /review/
     page.get_by_label("Username").fill("rev")
     page.get_by_label("Password").fill("a-long-password")
     page.get_by_role("button", name="Log in").click()

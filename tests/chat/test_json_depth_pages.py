@@ -7,7 +7,8 @@ from django.contrib import admin
 from django.test import RequestFactory
 
 from agents.models import Deployment, RequestLog
-from feedback.admin import QuestionInline
+from feedback.admin import LabelSchemaAdmin
+from feedback.models import LabelSchema
 from tests.chat.test_streaming import SCHEMAS, sent, streamed
 
 pytestmark = pytest.mark.django_db
@@ -67,9 +68,9 @@ def test_the_admin_json_fields_refuse_json_nested_too_deep(admin_user, deploymen
     assert form.errors["default_custom_inputs"] == [TOO_DEEP]
     assert form.errors["custom_inputs_schema"] == [TOO_DEEP]
     assert deep in form.as_div()  # shown back as typed, beside the error
-    question_form = QuestionInline(Deployment, admin.site).get_formset(request, deployment).form
-    form = question_form({"name": "q", "kind": "choice", "options": deep})
-    assert not form.is_valid() and form.errors["options"] == [TOO_DEEP]
+    schema_form = LabelSchemaAdmin(LabelSchema, admin.site).get_form(request)
+    form = schema_form({"name": "q", "title": "Q?", "input_type": "categorical", "options": deep})
+    assert not form.is_valid() and TOO_DEEP in form.errors["options"]
 
 
 def test_an_agent_reply_nested_too_deep_is_a_failed_turn_kept_in_the_log(make_deployment, reviewer):

@@ -37,7 +37,7 @@ def open_chat(page: Page, server_url: str, deployment) -> None:
     page.get_by_label("Username").fill("rev")
     page.get_by_label("Password").fill("a-long-password")
     page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/deployments/"))
+    expect(page).to_have_url(re.compile(r"/review/$"))  # a reviewer's home
     page.goto(f"{server_url}/chat/{deployment.pk}/")
 
 

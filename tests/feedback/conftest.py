@@ -4,7 +4,9 @@
 import pytest
 
 from agents import chat
-from agents.models import RequestLog
+from agents.models import Deployment, RequestLog
+from feedback import services
+from feedback.models import LabelSchema
 from feedback.transport import SinkResponse
 
 
@@ -19,6 +21,16 @@ def chat_turn(deployment, user, message="What is MLflow tracing?", **inputs) -> 
     )
     assert turn.error == "", turn.error_detail
     return turn
+
+
+def label_schemas(deployment: Deployment, *schemas: dict) -> list[LabelSchema]:
+    """Create these label schemas (as an admin does) and make them the deployment's set, in
+    order. Names differ from the built-in schemas the migration makes: a transactional test
+    earlier in the run may have flushed those away, so no test counts on them."""
+    for fields in schemas:
+        services.label_schema_save(data={"title": fields["name"].title() + "?", **fields})
+    names = [fields["name"] for fields in schemas]
+    return services.deployment_label_schemas_set(deployment=deployment, names=names)
 
 
 def retriever_span_id(turn: RequestLog) -> str:

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+from feedback import services
 from feedback.models import Delivery, Rating
-from tests.feedback.conftest import chat_turn, retriever_span_id
+from tests.feedback.conftest import chat_turn, label_schemas, retriever_span_id
+from tests.support.turns import logged_turn
 
 pytestmark = pytest.mark.django_db
 
@@ -167,43 +169,142 @@ def test_the_list_is_in_the_assessment_log_schema(api_client, turn, reviewer, st
     assert api_client.get("/api/v1/assessments/").status_code == 403
 
 
-def test_admins_replace_a_deployments_questions(api_client, demo_deployment, admin_user, reviewer):
-    url = f"/api/v1/deployments/{demo_deployment.pk}/questions/"
+LABEL_SCHEMAS = "/api/v1/label-schemas/"
+
+
+def set_url(deployment) -> str:
+    return f"/api/v1/deployments/{deployment.pk}/label-schemas/"
+
+
+def names(response) -> list[str]:
+    return [schema["name"] for schema in response.json()]
+
+
+def test_admins_create_and_change_label_schemas_and_everyone_reads_them(
+    api_client, admin_user, reviewer, stakeholder
+):
+    tone = {
+        "name": "tone",
+        "title": "Is the tone right?",
+        "instruction": "Formal for **customers**.",
+        "input_type": "categorical_list",
+        "options": ["formal", "friendly", "curt"],
+    }
     api_client.force_authenticate(reviewer)
-    default = api_client.get(url).json()["questions"]
-    assert default == [
-        {
-            "name": "answer_correct",
-            "kind": "thumbs",
-            "text": "Is this response correct for your question?",
-        }
-    ]
-    new = [
-        {"name": "grounded", "text": "Is it grounded in the documents?", "kind": "thumbs"},
-        {
-            "name": "score",
-            "text": "Overall score",
-            "kind": "numeric",
-            "min_value": 1,
-            "max_value": 5,
-        },
-    ]
-    assert api_client.put(url, {"questions": new}, format="json").status_code == 403
+    assert api_client.post(LABEL_SCHEMAS, tone, format="json").status_code == 403
     api_client.force_authenticate(admin_user)
-    saved = api_client.put(url, {"questions": new}, format="json")
-    assert saved.status_code == 200
-    assert [q["name"] for q in saved.json()["questions"]] == ["grounded", "score"]
-    bad = api_client.put(
-        url,
-        {
-            "questions": [
-                {"name": "tone", "text": "Tone?", "kind": "categorical", "options": []},
-                {"name": "tone", "text": "Again", "kind": "thumbs"},
-            ]
-        },
+    created = api_client.post(LABEL_SCHEMAS, tone, format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert {k: body[k] for k in tone} == tone
+    assert (body["kind"], body["required"], body["enable_comment"], body["step"]) == (
+        "feedback",
+        False,
+        False,
+        None,
+    )
+    again = api_client.post(LABEL_SCHEMAS, tone, format="json")
+    assert again.status_code == 400 and "already exists" in str(again.json())
+    bad = api_client.post(
+        LABEL_SCHEMAS,
+        {"name": "score", "title": "Score?", "input_type": "numeric", "min_value": 5},
         format="json",
     )
-    assert bad.status_code == 400
-    assert "options" in str(bad.json()) and "must differ" in str(bad.json())
-    assert [q["name"] for q in api_client.get(url).json()["questions"]] == ["grounded", "score"]
-    assert api_client.put(url, {"questions": []}, format="json").json()["questions"] == default
+    assert bad.status_code == 400 and "max_value" in bad.json()
+    api_client.force_authenticate(stakeholder)  # any signed-in user reads them
+    assert "tone" in names(api_client.get(LABEL_SCHEMAS))
+    assert "score" not in names(api_client.get(LABEL_SCHEMAS))
+    assert api_client.get(f"{LABEL_SCHEMAS}tone/").json()["title"] == "Is the tone right?"
+    assert api_client.get(f"{LABEL_SCHEMAS}nope/").status_code == 404
+    assert (
+        api_client.patch(f"{LABEL_SCHEMAS}tone/", {"title": "Tone?"}, format="json").status_code
+        == 403
+    )
+    api_client.force_authenticate(admin_user)
+    changed = api_client.patch(
+        f"{LABEL_SCHEMAS}tone/", {"name": "tone", "title": "Tone?", "required": True}, format="json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert (changed.json()["title"], changed.json()["required"]) == ("Tone?", True)
+    refused = api_client.patch(f"{LABEL_SCHEMAS}tone/", {"options": ["only"]}, format="json")
+    assert refused.status_code == 400 and "options" in refused.json()
+    assert api_client.get(f"{LABEL_SCHEMAS}tone/").json()["options"] == tone["options"]
+
+
+def test_a_label_schema_in_use_is_not_deleted(api_client, admin_user, reviewer, deployment_factory):
+    bot = deployment_factory()
+    label_schemas(
+        bot,
+        {"name": "grounded", "input_type": "thumbs"},
+        {"name": "unused", "input_type": "text"},
+    )
+    api_client.force_authenticate(admin_user)
+    # In a deployment's set: refused, and both the schema and the set stay as they were.
+    refused = api_client.delete(f"{LABEL_SCHEMAS}grounded/")
+    assert refused.status_code == 400 and "in use" in str(refused.json())
+    assert names(api_client.get(set_url(bot))) == ["grounded", "unused"]
+    # Labelled, though no longer in a set: refused too, and its name and type cannot change.
+    turn = logged_turn(bot, reviewer)
+    services.rating_create(
+        turn=turn,
+        reviewer=reviewer,
+        text_assessments=[{"ratings": {"grounded": {"value": "negative"}}}],
+    )
+    api_client.put(set_url(bot), {"label_schemas": ["unused"]}, format="json")
+    assert api_client.delete(f"{LABEL_SCHEMAS}grounded/").status_code == 400
+    retyped = api_client.patch(
+        f"{LABEL_SCHEMAS}grounded/", {"input_type": "text", "name": "other"}, format="json"
+    )
+    assert retyped.status_code == 400
+    assert set(retyped.json()) == {"input_type", "name"}
+    assert api_client.get(f"{LABEL_SCHEMAS}grounded/").json()["input_type"] == "thumbs"
+    assert api_client.get(f"{LABEL_SCHEMAS}other/").status_code == 404
+    # Its wording may change: the labels still answer the same question.
+    retitled = api_client.patch(f"{LABEL_SCHEMAS}grounded/", {"title": "Grounded?"}, format="json")
+    assert retitled.status_code == 200
+    api_client.put(set_url(bot), {"label_schemas": []}, format="json")
+    api_client.force_authenticate(reviewer)
+    assert api_client.delete(f"{LABEL_SCHEMAS}unused/").status_code == 403
+    api_client.force_authenticate(admin_user)
+    assert api_client.delete(f"{LABEL_SCHEMAS}unused/").status_code == 204
+    assert api_client.get(f"{LABEL_SCHEMAS}unused/").status_code == 404
+    assert api_client.get(f"{LABEL_SCHEMAS}grounded/").status_code == 200
+
+
+def test_admins_set_a_deployments_label_schemas(
+    api_client, admin_user, reviewer, deployment_factory
+):
+    bot = deployment_factory()
+    for name, fields in (
+        ("grounded", {"input_type": "thumbs"}),
+        ("score", {"input_type": "numeric", "min_value": 1, "max_value": 5}),
+    ):
+        services.label_schema_save(data={"name": name, "title": f"{name}?", **fields})
+    url = set_url(bot)
+    api_client.force_authenticate(reviewer)
+    [default] = api_client.get(url).json()
+    assert (default["name"], default["input_type"], default["title"]) == (
+        "answer_correct",
+        "thumbs",
+        "Is this response correct for your question?",
+    )
+    assert api_client.put(url, {"label_schemas": ["score"]}, format="json").status_code == 403
+    api_client.force_authenticate(admin_user)
+    saved = api_client.put(url, {"label_schemas": ["score", "grounded"]}, format="json")
+    assert saved.status_code == 200, saved.content
+    assert names(saved) == ["score", "grounded"]  # in the order given
+    for body, message in (
+        ({"label_schemas": ["grounded", "nope"]}, "No label schema named 'nope'."),
+        ({"label_schemas": ["grounded", "grounded"]}, "grounded is named more than once."),
+        ({"label_schemas": "grounded"}, "list"),
+        ({}, "required"),
+    ):
+        bad = api_client.put(url, body, format="json")
+        assert bad.status_code == 400 and message in str(bad.json()), bad.json()
+        assert names(api_client.get(url)) == ["score", "grounded"]  # nothing changed
+    emptied = api_client.put(url, {"label_schemas": []}, format="json")
+    assert names(emptied) == ["answer_correct"]  # the default question is back
+    other = deployment_factory()
+    other.allowed_users.set([admin_user])
+    api_client.force_authenticate(reviewer)
+    assert api_client.get(set_url(other)).status_code == 404

@@ -174,3 +174,37 @@ def test_a_trace_the_server_does_not_have_fails_the_delivery(
     assert f"Trace with ID '{trace_id}' not found" in delivery.last_error
     assert delivery.sink_state.get("assessment_ids", {}) == {}
     assert delivery.attempt_rows.get().status_code == 404
+
+
+def test_label_schemas_of_every_shape_reach_the_trace(server_turn, reviewer, mlflow_server):
+    from tests.feedback.conftest import label_schemas
+
+    label_schemas(
+        server_turn.deployment,
+        {"name": "issues", "input_type": "categorical_list", "options": ["vague", "wrong"]},
+        {"name": "score", "input_type": "numeric", "min_value": 1, "max_value": 5, "step": 0.5},
+        {"name": "facts", "kind": "expectation", "input_type": "text_list"},
+    )
+    rating = services.rating_create(
+        turn=server_turn,
+        reviewer=reviewer,
+        text_assessments=[
+            {
+                "ratings": {"issues": {"value": ["wrong", "vague"]}, "score": {"value": 2.5}},
+                "expectations": {"facts": {"value": ["Spans nest", "Each step is a span"]}},
+            }
+        ],
+    )
+
+    delivery = deliver(rating)
+
+    assert (delivery.status, delivery.last_error) == (DeliveryStatus.SENT, "")
+    assessments = mlflow_server.trace(server_turn.trace["info"]["trace_id"]).info.assessments
+    [issues] = by_name(assessments, "issues")
+    assert issues.feedback.value == ["vague", "wrong"]
+    [score] = by_name(assessments, "score")
+    assert score.feedback.value == 2.5
+    [facts] = by_name(assessments, "facts")
+    assert facts.expectation.value == ["Spans nest", "Each step is a span"]
+    assert facts.feedback is None and facts.source.source_id == reviewer.email
+    assert set(delivery.sink_state["assessment_ids"]) == {"q:issues", "q:score", "e:facts"}

@@ -219,3 +219,85 @@ def test_the_chat_page_reads_ratings_once_not_per_answer(client, demo_deployment
         assert page.content.decode().count('class="rating-bar') == turns
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def test_the_bar_asks_and_saves_every_input_type_and_expectation(
+    client, deployment_factory, reviewer
+):
+    from feedback.models import EXPECTED_RESPONSE, LabelSchema
+    from tests.feedback.conftest import label_schemas
+    from tests.support.turns import logged_turn
+
+    bot = deployment_factory(feedback_sink="none")
+    LabelSchema.objects.get_or_create(
+        name=EXPECTED_RESPONSE, defaults={"kind": "expectation", "input_type": "text"}
+    )
+    label_schemas(
+        bot,
+        {
+            "name": "issues",
+            "input_type": "categorical_list",
+            "options": ["vague", "wrong", "rude"],
+            "instruction": "Tick **every** problem. <script>alert(1)</script>",
+        },
+        {"name": "score", "input_type": "numeric", "min_value": 1, "max_value": 5, "step": 0.5},
+        {"name": "effort", "input_type": "numeric", "min_value": 0, "max_value": 1},
+        {"name": "sources", "input_type": "text_list", "max_count": 3},
+        {"name": "facts", "kind": "expectation", "input_type": "text_list"},
+    )
+    services.deployment_label_schemas_set(
+        deployment=bot, names=["issues", "score", "effort", "sources", "facts", EXPECTED_RESPONSE]
+    )
+    turn = logged_turn(bot, reviewer)
+    client.force_login(reviewer)
+    page = client.get(f"/requests/{turn.databricks_request_id}/").content.decode()
+    assert page.count('type="checkbox" name="q_issues"') == 3
+    assert "in steps of 0.5<" in page
+    assert 'name="q_score" value="" min="1.0" max="5.0" step="0.5"' in page
+    assert 'name="q_effort" value="" min="0.0" max="1.0" step="any"' in page
+    assert '<textarea id="q-sources-' in page and "One per line, at most 3." in page
+    assert 'name="q_facts"' in page
+    assert 'name="q_expected_response"' not in page  # the better-answer box asks it
+    # The instruction, as sanitized markdown, folded away under the question it explains.
+    assert "<summary>How to decide</summary>" in page
+    assert "<p>Tick <strong>every</strong> problem." in page
+    assert "<script>alert(1)" not in page
+
+    response = client.post(
+        rate_url(turn),
+        {
+            "q_issues": ["rude", "vague"],
+            "q_score": "3.5",
+            "q_sources": "doc 1\r\n\r\n  doc 2  \r\n",
+            "q_facts": "Spans nest\nEach step is a span",
+            "suggested_output": "Tracing records every step.",
+        },
+        **HTMX,
+    )
+    assert response.status_code == 200 and "Saved · " in response.content.decode()
+    assert Rating.objects.get().text_assessment == {
+        "ratings": {
+            "issues": {"value": ["vague", "rude"]},
+            "score": {"value": "3.5"},
+            "sources": {"value": ["doc 1", "doc 2"]},
+        },
+        "expectations": {"facts": {"value": ["Spans nest", "Each step is a span"]}},
+        "suggested_output": "Tracing records every step.",
+    }
+    # Shown again as saved: boxes ticked, a line per text.
+    page = client.get(f"/requests/{turn.databricks_request_id}/").content.decode()
+    assert 'name="q_issues" value="vague" checked' in page
+    assert 'name="q_issues" value="rude" checked' in page
+    assert 'name="q_issues" value="wrong">' in page
+    assert 'value="3.5"' in page
+    assert (
+        "doc 1\ndoc 2</textarea>" in page and "Spans nest\nEach step is a span</textarea>" in page
+    )
+
+    # A value off the step is explained, what was typed stays, and nothing is saved.
+    html = client.post(
+        rate_url(turn), {"q_issues": ["wrong"], "q_score": "3.3"}, **HTMX
+    ).content.decode()
+    assert "must be 1 plus a multiple of 0.5" in html
+    assert 'name="q_issues" value="wrong" checked' in html
+    assert Rating.objects.count() == 1

@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from feedback import services
-from feedback.models import Delivery, Question, Rating
-from tests.feedback.conftest import chat_turn, retriever_span_id
+from feedback.models import Delivery, LabelSchema, Rating
+from tests.feedback.conftest import chat_turn, label_schemas, retriever_span_id
 
 pytestmark = pytest.mark.django_db
 
@@ -83,32 +83,13 @@ def test_invalid_ratings_are_refused_and_nothing_is_saved(turn, reviewer, text, 
     assert not Rating.objects.exists() and not Delivery.objects.exists()
 
 
-def test_a_question_of_each_kind_checks_its_values(turn, reviewer):
-    deployment = turn.deployment
-    for question in [
-        Question(
-            deployment=deployment,
-            name="tone",
-            text="Tone?",
-            kind="categorical",
-            options=["formal", "casual"],
-            order=1,
-        ),
-        Question(
-            deployment=deployment,
-            name="score",
-            text="Score?",
-            kind="numeric",
-            min_value=1,
-            max_value=5,
-            order=2,
-        ),
-        Question(
-            deployment=deployment, name="missing", text="What is missing?", kind="text", order=3
-        ),
-    ]:
-        question.full_clean()
-        question.save()
+def test_a_label_schema_of_each_kind_checks_its_values(turn, reviewer):
+    label_schemas(
+        turn.deployment,
+        {"name": "tone", "input_type": "categorical", "options": ["formal", "casual"]},
+        {"name": "score", "input_type": "numeric", "min_value": 1, "max_value": 5},
+        {"name": "missing", "input_type": "text"},
+    )
     rating = services.rating_create(
         turn=turn,
         reviewer=reviewer,
@@ -123,7 +104,6 @@ def test_a_question_of_each_kind_checks_its_values(turn, reviewer):
         ],
     )
     assert rating.text_assessment["ratings"]["score"] == {"value": "4"}
-    turn.deployment._questions_cache = None  # questions are cached per deployment object
     for ratings, message in [
         ({"tone": {"value": "rude"}}, "must be one of 'formal', 'casual'"),
         ({"score": {"value": 9}}, "between 1 and 5"),
@@ -137,18 +117,30 @@ def test_a_question_of_each_kind_checks_its_values(turn, reviewer):
         assert message in str(caught.value)
 
 
-def test_a_question_is_validated_when_an_admin_defines_it(demo_deployment):
-    for fields, field in [
-        ({"kind": "categorical", "options": ["only one"]}, "options"),
-        ({"kind": "numeric", "min_value": 5, "max_value": 1}, "max_value"),
-        ({"kind": "thumbs", "options": ["a", "b"]}, "options"),
-        ({"kind": "thumbs", "name": "Bad Name"}, "name"),
-        ({"kind": "thumbs", "name": "chunk_relevance"}, "name"),
-    ]:
-        values = {"name": "q", "text": "Q?", **fields}
-        with pytest.raises(ValidationError) as caught:
-            Question(deployment=demo_deployment, **values).full_clean()
-        assert field in caught.value.message_dict
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"input_type": "categorical", "options": ["only one"]}, "options"),
+        ({"input_type": "categorical_list", "options": ["a", "a"]}, "options"),
+        ({"input_type": "numeric", "min_value": 5, "max_value": 1}, "max_value"),
+        ({"input_type": "numeric", "min_value": 1, "max_value": 5, "step": 0}, "step"),
+        ({"input_type": "numeric", "min_value": 1, "max_value": 5, "step": 5}, "step"),
+        ({"input_type": "thumbs", "options": ["a", "b"]}, "options"),
+        ({"input_type": "thumbs", "step": 1}, "min_value"),
+        ({"input_type": "categorical", "options": ["a", "b"], "max_length": 9}, "max_length"),
+        ({"input_type": "text", "max_count": 3}, "max_count"),
+        ({"input_type": "thumbs", "name": "Bad Name"}, "name"),
+        ({"input_type": "thumbs", "name": "chunk_relevance"}, "name"),
+        ({"input_type": "text", "name": "expected_response"}, "name"),  # a feedback: no
+        ({"input_type": "thumbs", "kind": "judgement"}, "kind"),
+    ],
+)
+def test_a_label_schema_is_validated_when_an_admin_defines_it(fields, field):
+    before = set(LabelSchema.objects.values_list("name", flat=True))
+    with pytest.raises(ValidationError) as caught:
+        services.label_schema_save(data={"name": "q", "title": "Q?", **fields})
+    assert field in caught.value.message_dict
+    assert set(LabelSchema.objects.values_list("name", flat=True)) == before
 
 
 def test_changing_a_rating_keeps_history_and_the_newest_counts(turn, reviewer):
@@ -204,18 +196,10 @@ def test_a_databricks_deployment_left_on_the_default_sink_forwards_its_ratings(t
 
 
 def test_odd_inputs_are_refused_or_kept_exactly(turn, reviewer):
-    deployment = turn.deployment
-    score = Question(
-        deployment=deployment,
-        name="score",
-        text="Score?",
-        kind="numeric",
-        min_value=0,
-        max_value=10_000_000,
+    label_schemas(
+        turn.deployment,
+        {"name": "score", "input_type": "numeric", "min_value": 0, "max_value": 10_000_000},
     )
-    score.full_clean()
-    score.save()
-    deployment._questions_cache = None
     for bad in (float("nan"), float("inf"), "1_000", "ten", True):
         with pytest.raises(ValidationError, match="must be a number"):
             services.rating_create(

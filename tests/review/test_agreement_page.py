@@ -8,10 +8,11 @@ import pytest
 from django.contrib.auth.models import Group
 
 from feedback import services as feedback_services
-from feedback.models import Question
+from feedback.models import LabelSchema
 from review import agreement_selectors
 from review.filters import RequestFilters
 from reviewapp import roles
+from tests.feedback.conftest import label_schemas
 from tests.support.turns import logged_turn
 
 pytestmark = pytest.mark.django_db
@@ -20,8 +21,11 @@ PANEL = "/requests/agreement/"
 API = "/api/v1/agreement/"
 
 
-def said(**values) -> list[dict]:
-    return [{"ratings": {name: {"value": value} for name, value in values.items()}}]
+def said(expectations: dict | None = None, **values) -> list[dict]:
+    text: dict = {"ratings": {name: {"value": value} for name, value in values.items()}}
+    if expectations:
+        text["expectations"] = {name: {"value": value} for name, value in expectations.items()}
+    return [text]
 
 
 @pytest.fixture
@@ -34,17 +38,25 @@ def bob(django_user_model):
 @pytest.fixture
 def bot(deployment_factory):
     bot = deployment_factory(display_name="Bot A")
-    Question.objects.create(deployment=bot, name="answer_correct", text="Correct?", kind="thumbs")
-    Question.objects.create(
-        deployment=bot,
-        name="score",
-        text="Score?",
-        kind="numeric",
-        min_value=1,
-        max_value=5,
-        order=1,
+    # answer_correct may be there already (the migration makes it); the others are new.
+    LabelSchema.objects.get_or_create(
+        name="answer_correct", defaults={"title": "Correct?", "input_type": "thumbs"}
     )
-    Question.objects.create(deployment=bot, name="why", text="Why?", kind="text", order=2)
+    label_schemas(
+        bot,
+        {"name": "score", "input_type": "numeric", "min_value": 1, "max_value": 5},
+        {"name": "why", "input_type": "text"},
+        # What the answer should be is not a judgement reviewers agree on: left out.
+        {
+            "name": "topic",
+            "kind": "expectation",
+            "input_type": "categorical",
+            "options": ["a", "b"],
+        },
+    )
+    feedback_services.deployment_label_schemas_set(
+        deployment=bot, names=["answer_correct", "score", "why", "topic"]
+    )
     return bot
 
 
@@ -60,12 +72,16 @@ def rated(bot, reviewer, bob):
     rate(
         turn=turns["agree"],
         reviewer=reviewer,
-        text_assessments=said(answer_correct="positive", score=4, why="Clear."),
+        text_assessments=said(
+            answer_correct="positive", score=4, why="Clear.", expectations={"topic": "a"}
+        ),
     )
     rate(
         turn=turns["agree"],
         reviewer=bob,
-        text_assessments=said(answer_correct="positive", score=5, why="Good."),
+        text_assessments=said(
+            answer_correct="positive", score=5, why="Good.", expectations={"topic": "b"}
+        ),
     )
     rate(
         turn=turns["differ"],

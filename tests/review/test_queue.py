@@ -7,6 +7,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
+from feedback import services as feedback_services
 from feedback.models import Rating
 from review import queue, session_selectors
 from review.models import ReviewSlot, SlotState
@@ -51,7 +52,7 @@ def test_a_label_is_a_rating_version_and_the_queue_moves_on(admin_user, bot, rev
 
 
 def test_an_abandoned_claim_returns_after_its_lease(admin_user, bot, reviewer, bob):
-    session, turns = make_session(admin_user, bot, [reviewer, bob], turns=1)
+    session, _turns = make_session(admin_user, bot, [reviewer, bob], turns=1)
     item = queue.item_next(session=session, reviewer=reviewer)
     assert queue.item_next(session=session, reviewer=bob) is None
     ReviewSlot.objects.filter(item=item).update(lease_until=timezone.now() - timedelta(seconds=1))
@@ -59,7 +60,7 @@ def test_an_abandoned_claim_returns_after_its_lease(admin_user, bot, reviewer, b
 
 
 def test_two_reviewers_per_item_each_get_it_once(admin_user, bot, reviewer, bob):
-    session, turns = make_session(admin_user, bot, [reviewer, bob], turns=1, per_item=2)
+    session, _turns = make_session(admin_user, bot, [reviewer, bob], turns=1, per_item=2)
     item = queue.item_next(session=session, reviewer=reviewer)
     assert queue.item_next(session=session, reviewer=bob) == item
     queue.item_label_save(item=item, reviewer=reviewer, text_assessment=label("positive"))
@@ -69,7 +70,7 @@ def test_two_reviewers_per_item_each_get_it_once(admin_user, bot, reviewer, bob)
     assert (progress.items_done, progress.percent) == (1, 100)
     [found] = session_selectors.session_disagreements(session)
     assert found.schemas == ["answer_correct", "tone"]
-    [correct, tone] = session_selectors.session_agreement(session)
+    [correct, _tone] = session_selectors.session_agreement(session)
     assert correct.agreement.items == 1
     assert correct.agreement.figure("percent_agreement").value == 0.0
 
@@ -85,7 +86,7 @@ def test_skip_gives_the_item_to_someone_else_and_not_back(admin_user, bot, revie
 def test_required_labels_and_wrong_values_are_refused_and_nothing_is_saved(
     admin_user, bot, reviewer
 ):
-    session, turns = make_session(admin_user, bot, [reviewer], turns=1)
+    session, _turns = make_session(admin_user, bot, [reviewer], turns=1)
     schema = session.label_schemas.get(name="tone")
     schema.required = True
     schema.save()
@@ -103,7 +104,7 @@ def test_required_labels_and_wrong_values_are_refused_and_nothing_is_saved(
 
 
 def test_unassigned_reviewers_and_closed_sessions_are_refused(admin_user, bot, reviewer, bob):
-    session, turns = make_session(admin_user, bot, [reviewer], turns=1)
+    session, _turns = make_session(admin_user, bot, [reviewer], turns=1)
     with pytest.raises(PermissionDenied):
         queue.item_next(session=session, reviewer=bob)
     session.state = "closed"
@@ -114,7 +115,7 @@ def test_unassigned_reviewers_and_closed_sessions_are_refused(admin_user, bot, r
 
 
 def test_an_admin_settles_a_disagreement_as_the_consensus(admin_user, bot, reviewer, bob):
-    session, turns = make_session(admin_user, bot, [reviewer, bob], turns=1, per_item=2)
+    session, _turns = make_session(admin_user, bot, [reviewer, bob], turns=1, per_item=2)
     item = queue.item_next(session=session, reviewer=reviewer)
     queue.item_label_save(item=item, reviewer=reviewer, text_assessment=label("positive"))
     queue.item_label_save(item=item, reviewer=bob, text_assessment=label("negative"))
@@ -127,3 +128,18 @@ def test_an_admin_settles_a_disagreement_as_the_consensus(admin_user, bot, revie
     # The consensus is not one more reviewer in the agreement figures.
     [correct, _] = session_selectors.session_agreement(session)
     assert correct.agreement.reviewers == 2
+
+
+def test_a_label_keeps_the_documents_the_reviewer_rated_elsewhere(admin_user, bot, reviewer):
+    session, turns = make_session(admin_user, bot, [reviewer], turns=1)
+    documents = [{"ratings": {"groundedness": {"value": "positive"}}}]  # the whole retrieval
+    feedback_services.rating_create(  # as the chat page saves it
+        turn=turns[0],
+        reviewer=reviewer,
+        text_assessments=[{"free_text_comment": "from the chat page"}],
+        retrieval_assessments=documents,
+    )
+    item = queue.item_next(session=session, reviewer=reviewer)
+    rating = queue.item_label_save(item=item, reviewer=reviewer, text_assessment=label("positive"))
+    assert rating.retrieval_assessments == documents
+    assert "free_text_comment" not in rating.text_assessment

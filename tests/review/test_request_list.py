@@ -120,9 +120,7 @@ def test_rating_filters_apply_to_one_current_rating(
 
     ids_of = {t.pk: t.databricks_request_id for t in RequestLog.objects.all()}
     assert ids(rated="no") == {ids_of[unrated.pk]}
-    assert ids(rated="yes") == {
-        ids_of[t.pk] for t in (rita_down, rita_up_admin_down, changed_mind)
-    }
+    assert ids(rated="yes") == {ids_of[t.pk] for t in (rita_down, rita_up_admin_down, changed_mind)}
     assert ids(rating="answer_correct:negative") == {
         ids_of[rita_down.pk],
         ids_of[rita_up_admin_down.pk],

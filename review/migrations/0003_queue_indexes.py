@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("feedback", "0002_label_schemas"),
-        ("review", "0001_review_sessions"),
+        ("review", "0002_mlflow_mirror"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
