@@ -315,15 +315,18 @@ def test_agreement_and_disagreements(api_client, admin_user, bot, reviewer, bob)
         "note": correct["figures"][0]["note"],
     }
     assert tone["figures"][0]["value"] == 1.0
-    forbidden = api_client.get(url(session, "disagreements/"))
-    assert forbidden.status_code == 403
-
-    api_client.force_authenticate(admin_user)
+    # As on the session's page, everyone who works in it sees where reviewers differ.
     [differ] = api_client.get(url(session, "disagreements/")).json()
     assert differ["request_id"] == turns[1].databricks_request_id
     assert differ["label_schemas"] == ["answer_correct"]
     assert [entry["reviewer"] for entry in differ["labels"]] == ["rita-reviewer", "bob"]
     assert differ["consensus"] is None
+
+    item = session.items.get(turn=turns[1])
+    queue.item_settle(item=item, admin=admin_user, text_assessment=label("negative"))
+    api_client.force_authenticate(admin_user)
+    [settled] = api_client.get(url(session, "disagreements/")).json()
+    assert settled["consensus"]["source"]["id"] == "consensus:alice-admin@example.com"
 
 
 def test_agreement_and_disagreements_are_hidden_from_the_unassigned(
