@@ -10,9 +10,9 @@ from rest_framework.views import APIView
 
 from agents import selectors as agent_selectors
 from feedback import services
+from feedback.label_values import label_schemas_for
 from feedback.models import LabelSchema
 from feedback.serializers import DeploymentLabelSchemasSerializer, LabelSchemaSerializer
-from feedback.validation import label_schemas_for
 from reviewapp.api import IsAdminForWrites
 
 

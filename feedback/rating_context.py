@@ -6,8 +6,8 @@ from typing import Any
 
 from agents.models import FeedbackSink, RequestLog
 from feedback import selectors
+from feedback.label_values import label_given, label_schemas_for
 from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, DeliveryStatus, Rating
-from feedback.validation import label_given, label_schemas_for
 
 
 def _status(turn: RequestLog, rating: Rating | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from agents import selectors as agent_selectors
 from agents.models import FeedbackSink, RequestLog
 from feedback import selectors
 from feedback.delivery import enqueue_on_commit
+from feedback.label_values import label_schemas_for
 from feedback.models import (
     LABEL_SCHEMA_FIELDS,
     Delivery,
@@ -25,12 +26,7 @@ from feedback.models import (
     LabelSchema,
     Rating,
 )
-from feedback.validation import (
-    clean_retrieval_assessments,
-    clean_text_assessment,
-    label_schemas_for,
-    retriever_spans,
-)
+from feedback.validation import clean_retrieval_assessments, clean_text_assessment, retriever_spans
 from reviewapp import roles
 
 

@@ -20,9 +20,9 @@ from django.conf import settings
 from agents.auth import AgentAuthError, auth_headers
 from agents.models import AuthKind, Deployment, RequestLog
 from feedback import transport
+from feedback.label_values import DEFAULT_SCHEMA, THUMBS_VALUES
 from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, InputType, Rating
 from feedback.selectors import label_schemas_by_name
-from feedback.validation import DEFAULT_SCHEMA, THUMBS_VALUES
 from reviewapp import jsonlimits
 
 ERROR_EXCERPT_CHARS = 500

@@ -12,9 +12,9 @@ from django.views.decorators.http import require_GET, require_POST
 from agents import selectors as agent_selectors
 from agents.models import Deployment, RequestLog
 from feedback import selectors, services
+from feedback.label_values import label_schemas_for
 from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, DeliveryStatus, InputType
 from feedback.rating_context import document_rating_context, rating_bar_context
-from feedback.validation import label_schemas_for
 from reviewapp import roles
 
 DELIVERIES_PER_PAGE = 50

@@ -10,9 +10,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Max
 
 from agents.models import Deployment
+from feedback.label_values import label_schemas_for
 from feedback.models import InputType, Rating
 from feedback.services import SOURCE_CONSENSUS_PREFIX
-from feedback.validation import label_schemas_for
 from review.agreement import Agreement, Level, agreement
 from review.filters import RequestFilters
 from review.selectors import matching_turns

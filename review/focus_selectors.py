@@ -13,8 +13,8 @@ from agents import tracking
 from agents.models import RequestLog
 from agents.trace_model import Span
 from agents.trace_outline import OutlineSpan
+from feedback.label_values import label_given
 from feedback.models import LabelSchema, Rating
-from feedback.validation import label_given
 from review import forms
 from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot
 from review.session_selectors import (

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from django.http import QueryDict
 
+from feedback.label_values import label_given
 from feedback.models import EXPECTED_RESPONSE, InputType, LabelSchema
-from feedback.validation import label_given
 
 COMMENT_FIELD = "free_text_comment"
 THUMBS_CHOICES = (("positive", "Yes"), ("negative", "No"))

@@ -17,8 +17,8 @@ from django.core.exceptions import ValidationError
 
 from agents.models import Deployment, RequestLog
 from agents.traces import normalize_trace
+from feedback.label_values import label_given
 from feedback.models import EXPECTED_RESPONSE, InputType, LabelSchema, Rating
-from feedback.validation import label_given
 from review import services
 from review.mlflow_mirror import session_mlflow_server
 from review.mlflow_rest import MlflowError, MlflowRest

@@ -12,8 +12,8 @@ from django.db.models.functions import Substr
 
 from agents import selectors as agent_selectors
 from agents.models import RequestLog
+from feedback.label_values import label_schemas_for
 from feedback.models import Rating
-from feedback.validation import label_schemas_for
 from review.filters import Cursor, RequestFilters
 
 PAGE_SIZE = 50
@@ -148,7 +148,7 @@ def _rating_filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet
 def _reviewers_differ_on(name: str) -> Exists:
     """A current rating answers `name` with a value that another current rating of the same
     turn does not give. Values compare as stored: ratings keep one text per value ("4", not
-    "4.0": feedback.validation.clean_value)."""
+    "4.0": feedback.label_values.clean_value)."""
     value = KT(f"text_assessment__ratings__{name}__value")
     answered = Rating.objects.filter(is_current=True).annotate(answer=value)
     answered = answered.filter(answer__isnull=False)

@@ -21,8 +21,8 @@ from django.db.models import (
 from django.http import Http404
 
 from agents import selectors as agent_selectors
+from feedback.label_values import label_given
 from feedback.models import LabelSchema, Rating
-from feedback.validation import label_given
 from review.agreement import Agreement, agreement
 from review.agreement_selectors import LEVEL_OF_INPUT, comparable
 from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot, SlotState

@@ -52,13 +52,16 @@ def docs_example(request_id: str, source_id: str) -> dict:
 
 
 def test_the_docs_example_is_recorded_and_forwarded(turn, reviewer):
-    response = send(turn, docs_example(turn.databricks_request_id, reviewer.email),
-                    token=token_of(reviewer))
+    response = send(
+        turn, docs_example(turn.databricks_request_id, reviewer.email), token=token_of(reviewer)
+    )
     assert response.status_code == 200, response.content
     assert response.json() == {"predictions": {"result": "ok"}}
     rating = Rating.objects.get()
     assert (rating.request_id, rating.reviewer, rating.source_id) == (
-        turn.pk, reviewer, reviewer.email
+        turn.pk,
+        reviewer,
+        reviewer.email,
     )
     assert rating.text_assessment["ratings"] == {"answer_correct": {"value": "positive"}}
     # A retrieval assessment without a position rates the retrieval as a whole: kept as sent.
@@ -129,8 +132,10 @@ def test_one_bad_record_saves_none_and_each_problem_names_its_record(turn, revie
         ({"source": {"type": "llm_judge"}}, 'only "human" feedback'),
         ({"text_assessments": "{not json"}, "not JSON"),
         ({"surprise": 1}, "unknown column(s): surprise"),
-        ({"retrieval_assessments": [{"step_id": "0123456789abcdef", "ratings": {}}]},
-         "is not a retriever span"),
+        (
+            {"retrieval_assessments": [{"step_id": "0123456789abcdef", "ratings": {}}]},
+            "is not a retriever span",
+        ),
     ],
 )
 def test_bad_records_are_refused(turn, reviewer, change, message):
@@ -173,8 +178,11 @@ def test_a_whole_retrieval_rating_becomes_one_mlflow_feedback_per_name(turn, rev
         turn=turn,
         reviewer=reviewer,
         retrieval_assessments=[
-            {"step_id": span, "ratings": {"groundedness": {"value": "negative"}},
-             "free_text_comment": "Cites a document that says otherwise."},
+            {
+                "step_id": span,
+                "ratings": {"groundedness": {"value": "negative"}},
+                "free_text_comment": "Cites a document that says otherwise.",
+            },
             {"position": 0, "step_id": span, "ratings": {"chunk_relevance": {"value": "positive"}}},
         ],
     )
@@ -191,13 +199,18 @@ def test_a_page_edit_keeps_a_whole_retrieval_rating(client, turn, reviewer):
     from feedback import services
 
     services.rating_create(
-        turn=turn, reviewer=reviewer,
+        turn=turn,
+        reviewer=reviewer,
         retrieval_assessments=[{"ratings": {"groundedness": {"value": "positive"}}}],
     )
     services.rating_change(
-        turn=turn, reviewer=reviewer,
-        document={"position": 2, "step_id": retriever_span_id(turn),
-                  "ratings": {"chunk_relevance": {"value": "negative"}}},
+        turn=turn,
+        reviewer=reviewer,
+        document={
+            "position": 2,
+            "step_id": retriever_span_id(turn),
+            "ratings": {"chunk_relevance": {"value": "negative"}},
+        },
     )
     current = Rating.objects.get(is_current=True).retrieval_assessments
     assert {"ratings": {"groundedness": {"value": "positive"}}} in current and len(current) == 2

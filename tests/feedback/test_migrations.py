@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from feedback.label_values import label_schemas_for
 from feedback.models import DeploymentLabelSchema, LabelSchema, Rating
-from feedback.validation import label_schemas_for
 from tests.support.turns import logged_turn
 
 BEFORE = "0001_ratings_and_deliveries"

@@ -1,0 +1,110 @@
+"""What each label schema asks and which values fit it: the deployment's set (or the default
+question), each input type's check of a value, and where a text assessment keeps a schema's
+value. feedback.validation checks whole ratings with these."""
+
+import math
+import re
+from typing import Any
+
+from feedback.models import EXPECTED_RESPONSE, InputType, LabelSchema
+
+THUMBS_VALUES = ("positive", "negative")
+MAX_TEXT_CHARS = 20_000
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+# Asked when a deployment has no label schemas of its own (the Databricks Review App's question).
+DEFAULT_SCHEMA = {
+    "name": "answer_correct",
+    "title": "Is this response correct for your question?",
+    "input_type": InputType.THUMBS,
+}
+
+
+def label_schemas_for(deployment) -> list[LabelSchema]:
+    """The deployment's label schemas in order; with none set up, the default thumbs one (the
+    stored `answer_correct` schema when there is one, so an admin's wording is used)."""
+    cached = getattr(deployment, "_label_schemas_cache", None)
+    if cached is None:
+        cached = list(
+            LabelSchema.objects.filter(deployment_links__deployment=deployment).order_by(
+                "deployment_links__order", "deployment_links__pk"
+            )
+        ) or [
+            LabelSchema.objects.filter(name=DEFAULT_SCHEMA["name"]).first()
+            or LabelSchema(**DEFAULT_SCHEMA)
+        ]
+        deployment._label_schemas_cache = cached
+    return cached
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def clean_value(schema: LabelSchema, value: Any) -> Any:
+    """The value as it is stored and sent (a string; a list of strings for the list types), or
+    ValueError saying why not."""
+    kind = schema.input_type
+    if kind == InputType.THUMBS:
+        if value not in THUMBS_VALUES:
+            raise ValueError('must be "positive" or "negative"')
+        return value
+    if kind == InputType.CATEGORICAL:
+        if not isinstance(value, str) or value not in schema.options:
+            raise ValueError(f"must be one of {', '.join(map(repr, schema.options))}")
+        return value
+    if kind == InputType.CATEGORICAL_LIST:
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a non-empty list of options")
+        wrong = [v for v in value if not isinstance(v, str) or v not in schema.options]
+        if wrong:
+            raise ValueError(f"may hold only {', '.join(map(repr, schema.options))}")
+        if len(set(value)) != len(value):
+            raise ValueError("names an option twice")
+        return [o for o in schema.options if o in value]  # in the schema's order
+    if kind == InputType.NUMERIC:
+        return _clean_number(schema, value)
+    if kind == InputType.TEXT_LIST:
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a non-empty list of texts")
+        if schema.max_count and len(value) > schema.max_count:
+            raise ValueError(f"has {len(value)} texts; at most {schema.max_count}")
+        return [_clean_text(schema, text, f"item {i}") for i, text in enumerate(value)]
+    return _clean_text(schema, value, "")
+
+
+def _clean_text(schema: LabelSchema, value: Any, which: str) -> str:
+    prefix = f"{which} " if which else ""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{prefix}must be a non-empty text".strip())
+    limit = min(schema.max_length or MAX_TEXT_CHARS, MAX_TEXT_CHARS)
+    if len(value) > limit:
+        raise ValueError(f"{prefix}is longer than {limit:,} characters".strip())
+    return value
+
+
+def _clean_number(schema: LabelSchema, value: Any) -> str:
+    number = value
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            raise ValueError("must be a number")
+        number = float(value)
+    if not is_number(number):
+        raise ValueError("must be a number")
+    if not schema.min_value <= number <= schema.max_value:
+        raise ValueError(f"must be between {schema.min_value:g} and {schema.max_value:g}")
+    if schema.step:
+        steps = (number - schema.min_value) / schema.step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+            raise ValueError(f"must be {schema.min_value:g} plus a multiple of {schema.step:g}")
+    number = float(number)
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+
+
+def label_given(text_assessment: dict, schema: LabelSchema) -> Any:
+    """The value a text assessment gives a schema, or None."""
+    if schema.name == EXPECTED_RESPONSE:
+        return text_assessment.get("suggested_output")
+    field = "expectations" if schema.is_expectation else "ratings"
+    return text_assessment.get(field, {}).get(schema.name, {}).get("value")
