@@ -168,7 +168,11 @@ class DisagreementRow:
 
 
 def disagreement_rows(
-    session: ReviewSession, schemas: list[LabelSchema], *, refused: dict | None = None
+    session: ReviewSession,
+    user: AbstractBaseUser,
+    schemas: list[LabelSchema],
+    *,
+    refused: dict | None = None,
 ) -> list[DisagreementRow]:
     """session_disagreements as rows of values in the schemas' order, with the settle form of
     each: filled with the final label when settled, or, for the item in `refused`
@@ -176,7 +180,7 @@ def disagreement_rows(
     refused = refused or {}
     titles = {s.name: s.title for s in schemas}
     rows = []
-    for found in session_disagreements(session):
+    for found in session_disagreements(session, user):
         consensus = found.item.consensus
         consensus_text = consensus.text_assessment if consensus else {}
         errors: list[str] = []

@@ -280,6 +280,6 @@ class SessionDisagreementsApi(APIView):
                     "labels": labels_data(d.labels),
                     "consensus": rating_data(d.item.consensus),
                 }
-                for d in session_selectors.session_disagreements(session)
+                for d in session_selectors.session_disagreements(session, request.user)
             ]
         )

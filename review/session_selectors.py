@@ -251,10 +251,20 @@ class Disagreement:
     labels: list[tuple[str, Rating]]
 
 
-def session_disagreements(session: ReviewSession, *, limit: int = 200) -> list[Disagreement]:
+def session_disagreements(
+    session: ReviewSession, user: AbstractBaseUser, *, limit: int = 200
+) -> list[Disagreement]:
     """Items whose reviewers gave different values for a feedback label schema, oldest first;
-    settled items too (they show the final label)."""
+    settled items too (they show the final label). Only items the user may see: an item of a
+    deployment hidden from them is a 404 on its own, so its question and labels are not shown
+    here either."""
     by_item = _labels_by_item(session)
+    hidden = set(
+        ReviewItem.objects.filter(session=session)
+        .exclude(pk__in=visible_items(session, user).values("pk"))
+        .values_list("pk", flat=True)
+    )
+    by_item = {pk: labels for pk, labels in by_item.items() if pk not in hidden}
     schemas = [s for s in session_schemas(session) if not s.is_expectation]
     differing: dict[int, list[str]] = {}
     for item_id, by_reviewer in sorted(by_item.items()):

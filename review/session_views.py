@@ -37,7 +37,9 @@ def _session_page(
         "schemas": schemas,
         "progress": session_selectors.session_progress(session, request.user),
         "agreements": session_selectors.session_agreement(session),
-        "disagreements": focus_selectors.disagreement_rows(session, schemas, refused=refused),
+        "disagreements": focus_selectors.disagreement_rows(
+            session, request.user, schemas, refused=refused
+        ),
         "can_work": session.is_open and queue.is_assigned(session, request.user),
     }
     return render(request, "review/session_detail.html", context, status=status)

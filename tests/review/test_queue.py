@@ -68,7 +68,7 @@ def test_two_reviewers_per_item_each_get_it_once(admin_user, bot, reviewer, bob)
     assert queue.item_next(session=session, reviewer=reviewer) is None
     progress = session_selectors.session_progress(session, reviewer)
     assert (progress.items_done, progress.percent) == (1, 100)
-    [found] = session_selectors.session_disagreements(session)
+    [found] = session_selectors.session_disagreements(session, admin_user)
     assert found.schemas == ["answer_correct", "tone"]
     [correct, _tone] = session_selectors.session_agreement(session)
     assert correct.agreement.items == 1
