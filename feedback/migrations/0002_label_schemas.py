@@ -56,11 +56,12 @@ def questions_to_label_schemas(apps, schema_editor):
     Link = apps.get_model("feedback", "DeploymentLabelSchema")
     Rating = apps.get_model("feedback", "Rating")
     made: dict[str, tuple] = {}  # schema name -> (schema, the answers it takes)
+    renames: dict[int, dict[str, str]] = {}  # deployment id -> {question name: schema name}
     for question in Question.objects.order_by("deployment_id", "order", "pk"):
         name, answers = question.name, _answers(question)
         if _taken(name, answers, made):
             name = _free_name(name, question.deployment_id, answers, made)
-            _rename_ratings(Rating, question.deployment_id, question.name, name)
+            renames.setdefault(question.deployment_id, {})[question.name] = name
         if name not in made:
             schema = LabelSchema.objects.create(
                 name=name,
@@ -75,6 +76,8 @@ def questions_to_label_schemas(apps, schema_editor):
         Link.objects.create(
             deployment_id=question.deployment_id, schema_id=made[name][0].pk, order=question.order
         )
+    for deployment_id, names in renames.items():
+        _rename_ratings(Rating, deployment_id, names)
     for name, kind, input_type, title in BUILT_IN:
         if name not in made:
             LabelSchema.objects.get_or_create(
@@ -82,11 +85,16 @@ def questions_to_label_schemas(apps, schema_editor):
             )
 
 
-def _rename_ratings(Rating, deployment_id: int, old: str, new: str) -> None:
+def _rename_ratings(Rating, deployment_id: int, names: dict[str, str]) -> None:
+    """Every rename of the deployment at once: a question renamed to `<name>_<id>` may take the
+    name of another question of the same deployment (itself renamed), whose answers one rename
+    at a time would overwrite."""
     for rating in Rating.objects.filter(deployment_id=deployment_id).iterator():
         given = rating.text_assessment.get("ratings", {})
-        if old in given:
-            given[new] = given.pop(old)
+        if any(old in given for old in names):
+            rating.text_assessment["ratings"] = {
+                names.get(key, key): value for key, value in given.items()
+            }
             rating.save(update_fields=["text_assessment"])
 
 
