@@ -96,8 +96,11 @@ def item_next(*, session: ReviewSession, reviewer: AbstractBaseUser) -> ReviewIt
         .order_by("item_id")
         .first()
     )
-    if held is not None:
-        ReviewSlot.objects.filter(pk=held.pk, reviewer=reviewer).update(lease_until=now + lease())
+    # Renewed only if still theirs: a lease that ran out may have been claimed by another
+    # reviewer since the read above, and then this reviewer gets another item.
+    if held is not None and ReviewSlot.objects.filter(
+        pk=held.pk, reviewer=reviewer, state=SlotState.CLAIMED
+    ).update(lease_until=now + lease()):
         return _item_with_turn(session, ReviewItem.objects.all(), held.item_id)
     hidden = _hidden_deployments(reviewer)
     for _ in range(MAX_CLAIM_TRIES):

@@ -36,3 +36,35 @@ def test_disagreements_leave_out_items_of_deployments_i_may_not_see(
     client.force_login(reviewer)
     html = client.get(f"/review/sessions/{session.pk}/").content.decode()
     assert "The secret merger question" not in html
+
+
+def test_next_does_not_return_a_held_item_that_another_reviewer_took_meanwhile(
+    monkeypatch, admin_user, deployment_factory, reviewer, django_user_model
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from review.models import ReviewSlot
+
+    bob = make_reviewer(django_user_model, "bob")
+    bot = deployment_factory(display_name="Bot")
+    session, _turns = make_session(admin_user, bot, [reviewer, bob], turns=2)
+    mine = queue.item_next(session=session, reviewer=reviewer)
+    slot = ReviewSlot.objects.get(item=mine)
+    ReviewSlot.objects.filter(pk=slot.pk).update(lease_until=timezone.now() - timedelta(1))
+    real_lease = queue.lease
+
+    def bob_claims_first():
+        # Bob's Next claims the expired slot between Rita's read of it and her renewal.
+        ReviewSlot.objects.filter(pk=slot.pk).update(
+            reviewer=bob, lease_until=timezone.now() + real_lease()
+        )
+        monkeypatch.setattr(queue, "lease", real_lease)
+        return real_lease()
+
+    monkeypatch.setattr(queue, "lease", bob_claims_first)
+    offered = queue.item_next(session=session, reviewer=reviewer)
+    assert ReviewSlot.objects.get(pk=slot.pk).reviewer == bob
+    assert offered != mine  # Bob holds it now: Rita gets the next item instead
+    assert ReviewSlot.objects.get(item=offered).reviewer == reviewer
