@@ -260,17 +260,35 @@ def rating_change(
     text_assessment: dict | None = None,
     document: dict | None = None,
     clear_document: tuple[str, int] | None = None,
+    retrieval_assessments: list | None = None,
+    schemas: list[LabelSchema] | None = None,
+    better_answer: bool = True,
+    require: bool = False,
 ) -> Rating:
-    """The pages' edit: a new version of the reviewer's current rating with one part replaced
-    (the answer's text assessment, or one document's rating), everything else kept. Taking the
+    """A page's edit: a new version of the reviewer's current rating with one part replaced,
+    everything else kept. The part is the page's answers (`text_assessment`: its `schemas`, the
+    deployment's when None, its comment and, with `better_answer`, its better answer; what
+    other pages asked is kept, so a review session's label and the chat's rating do not erase
+    each other), one document's rating, or all of them (`retrieval_assessments`). Taking the
     last part back leaves an empty version, so the newest rating says "nothing"."""
     # Read the current version under the turn's lock, so a concurrent edit is not lost.
     RequestLog.objects.select_for_update().filter(pk=turn.pk).exists()
     current = Rating.objects.filter(request=turn, reviewer=reviewer, is_current=True).first()
     text = dict(current.text_assessment) if current else {}
     documents = list(current.retrieval_assessments) if current else []
+    asked = schemas if schemas is not None else label_schemas_for(turn.deployment)
     if text_assessment is not None:
-        text = text_assessment
+        answered, _ = rating_validate(
+            turn=turn,
+            text_assessments=[text_assessment],
+            retrieval_assessments=None,
+            allow_empty=True,
+            schemas=asked,
+            require=require,
+        )
+        text = text_assessment_merged(text, answered, asked, better_answer=better_answer)
+    if retrieval_assessments is not None:
+        documents = retrieval_assessments
     if document is not None or clear_document is not None:
         key = clear_document or (document["step_id"], document["position"])
         # Ratings of a retrieval as a whole have no position; they are kept as they are.
@@ -278,13 +296,38 @@ def rating_change(
         if document is not None:
             documents.append(document)
             documents.sort(key=lambda d: (d.get("step_id") or "", d.get("position", -1)))
+    given = {*text.get("ratings", {}), *text.get("expectations", {})}
+    known = {schema.name for schema in asked}
     return rating_create(
         turn=turn,
         reviewer=reviewer,
         text_assessments=[text] if text else [],
         retrieval_assessments=documents,
         allow_empty=current is not None,
+        # What other pages asked was checked when they saved it, against their schemas.
+        schemas=[*asked, *LabelSchema.objects.filter(name__in=given - known)],
     )
+
+
+def text_assessment_merged(
+    current: dict, answered: dict, schemas: list[LabelSchema], *, better_answer: bool
+) -> dict:
+    """`answered` (a page's answers to `schemas`, its comment and, with `better_answer`, its
+    better answer) over the `current` text assessment, whose other parts are kept."""
+    names = {schema.name for schema in schemas}
+    merged: dict = {}
+    for field in ("ratings", "expectations"):
+        kept = {n: v for n, v in current.get(field, {}).items() if n not in names}
+        kept.update(answered.get(field, {}))
+        if kept:
+            merged[field] = kept
+    for field, owned in (("free_text_comment", True), ("suggested_output", better_answer)):
+        value = answered.get(field) if owned else current.get(field)
+        if value:
+            merged[field] = value
+    if current.get("step_id"):
+        merged["step_id"] = current["step_id"]
+    return merged
 
 
 def delivery_resend(*, delivery: Delivery) -> bool:

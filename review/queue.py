@@ -20,7 +20,7 @@ from django.utils import timezone
 from agents import selectors as agent_selectors
 from agents.models import Deployment, RequestLog
 from feedback import services as feedback_services
-from feedback.models import Rating
+from feedback.models import EXPECTED_RESPONSE, Rating
 from review import mlflow_mirror, services
 from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot, SlotState
 from reviewapp import roles
@@ -239,24 +239,20 @@ def item_label_save(
 ) -> Rating:
     """Save the reviewer's label of the item: a new rating version checked against the
     session's label schemas (required ones included), delivered like any rating. A label of
-    an item they labelled before replaces it (a newer version). Without
-    `retrieval_assessments`, the reviewer's current document ratings are kept."""
+    an item they labelled before replaces it (a newer version). What the reviewer said of the
+    turn elsewhere (the chat's rating, another session's schemas, document ratings when no
+    `retrieval_assessments` are given) is kept in that version."""
     session = item.session
     check_can_work(session, reviewer, writing=True)
     slot = _slot_for_label(item, reviewer)
-    if retrieval_assessments is None:
-        # The documents this reviewer rated on the chat or request page stay rated: a label
-        # replaces the answer's assessment only.
-        current = Rating.objects.filter(request=item.turn, reviewer=reviewer, is_current=True)
-        retrieval_assessments = next(
-            iter(current.values_list("retrieval_assessments", flat=True)), []
-        )
-    rating = feedback_services.rating_create(
+    schemas = session_schemas(session)
+    rating = feedback_services.rating_change(
         turn=item.turn,
         reviewer=reviewer,
-        text_assessments=[text_assessment],
+        text_assessment=text_assessment,
         retrieval_assessments=retrieval_assessments,
-        schemas=session_schemas(session),
+        schemas=schemas,
+        better_answer=any(schema.name == EXPECTED_RESPONSE for schema in schemas),
         require=True,
     )
     first_time = slot.state != SlotState.DONE

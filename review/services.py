@@ -154,8 +154,9 @@ def items_add(
     turns: Iterable[RequestLog] | None = None,
     turn_ids: Iterable[int] | None = None,
 ) -> int:
-    """Add turns as items (once each; turns already in the session are left as they are).
-    Every turn must be of one of the session's deployments. Returns how many were added."""
+    """Add turns as items (once each; turns already in the session are left as they are, failed
+    turns are left out). Every turn must be of one of the session's deployments. Returns how
+    many were added."""
     check_can_manage(user)
     if not session.is_open:
         raise ValidationError("This session is closed; reopen it to add turns.")
@@ -178,7 +179,12 @@ def items_add(
                 "turn_id", flat=True
             )
         )
-        new = [pk for pk in dict.fromkeys(chunk) if pk not in present]
+        # A failed turn has no answer to label: every label would be refused and the item
+        # could never be done, so it is left out.
+        failed = set(
+            RequestLog.objects.filter(pk__in=chunk).exclude(error="").values_list("pk", flat=True)
+        )
+        new = [pk for pk in dict.fromkeys(chunk) if pk not in present and pk not in failed]
         added += _insert(session, new)
     if session.items.count() > MAX_ITEMS_PER_SESSION:
         raise ValidationError(f"A session holds at most {MAX_ITEMS_PER_SESSION:,} items.")
@@ -250,7 +256,9 @@ def session_pull_new(session: ReviewSession) -> int:
         if not updated:
             return 0  # another request pulled the same range
         session.pulled_until_id = newest
-        ids = list(turns.order_by("pk").values_list("pk", flat=True))
+        room = MAX_ITEMS_PER_SESSION - session.items.count()
+        answered = turns.filter(error="").order_by("pk").values_list("pk", flat=True)
+        ids = list(answered[: max(room, 0)])
         present = set(
             ReviewItem.objects.filter(session=session, turn_id__in=ids).values_list(
                 "turn_id", flat=True

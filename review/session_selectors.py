@@ -183,14 +183,26 @@ def items_of_reviewer(session: ReviewSession, user: AbstractBaseUser) -> list[in
 
 
 def item_labels(item: ReviewItem) -> list[tuple[str, Rating]]:
-    """(reviewer, current label) of each done slot, in the order they were given."""
+    """(reviewer, current label) of each done slot, in the order they were given: each
+    reviewer's current rating of the turn (a newer version from another page counts, as it
+    does for agreement), else the one the slot saved (a deleted reviewer's)."""
     slots = (
         ReviewSlot.objects.filter(item=item, state=SlotState.DONE, rating__isnull=False)
         .select_related("reviewer", "rating")
         .order_by("updated_at", "pk")
     )
+    current = {
+        rating.reviewer_id: rating
+        for rating in Rating.objects.filter(
+            request_id=item.turn_id, is_current=True, reviewer__isnull=False
+        )
+    }
     return [
-        (s.reviewer.get_username() if s.reviewer else "(deleted user)", s.rating) for s in slots
+        (
+            s.reviewer.get_username() if s.reviewer else "(deleted user)",
+            current.get(s.reviewer_id, s.rating),
+        )
+        for s in slots
     ]
 
 
