@@ -20,12 +20,8 @@ BASE = "/api/v1/review-sessions/{pk}/mlflow/"
 
 
 @pytest.fixture
-def bot(deployment_factory, mlflow_server):
-    return deployment_factory(
-        display_name="Support bot",
-        endpoint_kind="mlflow_agent_server",
-        mlflow_tracking_uri=mlflow_server.url,
-    )
+def bot(agent_server_bot):
+    return agent_server_bot
 
 
 def test_an_admin_imports_mirrors_and_writes_a_dataset(

@@ -44,17 +44,8 @@ def experiment(mlflow_server):
 
 
 @pytest.fixture
-def bot(deployment_factory, mlflow_server):
-    return deployment_factory(
-        display_name="Support bot",
-        endpoint_kind="mlflow_agent_server",
-        mlflow_tracking_uri=mlflow_server.url,
-    )
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return make_reviewer(django_user_model, "bob")
+def bot(agent_server_bot):
+    return agent_server_bot
 
 
 def schemas_of_every_kind() -> None:

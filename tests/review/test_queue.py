@@ -11,19 +11,9 @@ from feedback import services as feedback_services
 from feedback.models import Rating
 from review import queue, session_selectors
 from review.models import ReviewSlot, SlotState
-from tests.review.sessions_support import label, make_reviewer, make_session
+from tests.review.sessions_support import label, make_session
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def bot(deployment_factory):
-    return deployment_factory(display_name="Bot")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return make_reviewer(django_user_model, "bob")
 
 
 def test_next_hands_items_oldest_first_and_never_the_same_one_twice(admin_user, bot, reviewer, bob):

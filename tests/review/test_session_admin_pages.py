@@ -14,11 +14,6 @@ NEW = "/review/sessions/new/"
 ADD = "/review/sessions/add-turns/"
 
 
-@pytest.fixture
-def bot(deployment_factory):
-    return deployment_factory(display_name="Bot")
-
-
 def form(bot, reviewer, **extra) -> dict:
     return {
         "name": "Launch review",

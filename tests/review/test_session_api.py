@@ -7,22 +7,12 @@ import pytest
 from feedback.models import Rating
 from review import queue
 from review.models import ReviewItem, ReviewSession, ReviewSkip, ReviewSlot
-from tests.review.sessions_support import label, make_reviewer, make_session
+from tests.review.sessions_support import label, make_session
 from tests.support.turns import logged_turn
 
 pytestmark = pytest.mark.django_db
 
 SESSIONS = "/api/v1/review-sessions/"
-
-
-@pytest.fixture
-def bot(deployment_factory):
-    return deployment_factory(display_name="Bot")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return make_reviewer(django_user_model, "bob")
 
 
 def snapshot() -> tuple:
@@ -91,22 +81,24 @@ def test_an_admin_creates_a_session(api_client, admin_user, bot, reviewer):
 
 
 def test_a_session_with_a_saved_filter_takes_the_matching_turns(api_client, admin_user, bot):
-    failed = logged_turn(bot, admin_user, status_code=500, error="Boom")
-    logged_turn(bot, admin_user)
+    refund = logged_turn(bot, admin_user, request="Can I get a refund?")
+    logged_turn(bot, admin_user, request="Where is my parcel?")
+    logged_turn(bot, admin_user, request="A refund, please", status_code=500, error="Boom")
     api_client.force_authenticate(admin_user)
     response = api_client.post(
         SESSIONS,
         {
-            "name": "Failures",
+            "name": "Refunds",
             "label_schemas": ["answer_correct"],
             "deployments": [bot.pk],
-            "saved_filter": {"status": "failed"},
+            "saved_filter": {"q": "refund"},
         },
         format="json",
     )
     assert response.status_code == 201, response.json()
-    assert response.json()["saved_filter"] == {"status": "failed"}
-    assert list(ReviewItem.objects.values_list("turn_id", flat=True)) == [failed.pk]
+    assert response.json()["saved_filter"] == {"q": "refund"}
+    # The failed turn matches too, but has no answer to label.
+    assert list(ReviewItem.objects.values_list("turn_id", flat=True)) == [refund.pk]
 
 
 def test_every_problem_of_a_new_session_is_named_and_nothing_is_saved(api_client, admin_user, bot):
@@ -242,7 +234,8 @@ def test_items_are_paginated(api_client, admin_user, bot, reviewer, monkeypatch)
 def test_an_admin_adds_turns_by_request_id_or_by_filters(api_client, admin_user, bot, reviewer):
     session, _ = make_session(admin_user, bot, [reviewer], turns=0)
     new = [logged_turn(bot, admin_user) for _ in range(2)]
-    failed = logged_turn(bot, admin_user, status_code=500, error="Boom")
+    slow = logged_turn(bot, admin_user, execution_time_ms=9000)
+    failed = logged_turn(bot, admin_user, status_code=500, error="Boom", execution_time_ms=9000)
     api_client.force_authenticate(admin_user)
     url = f"{SESSIONS}{session.pk}/items/"
     ids = [t.databricks_request_id for t in new]
@@ -253,9 +246,10 @@ def test_an_admin_adds_turns_by_request_id_or_by_filters(api_client, admin_user,
         "added": 0,
         "items": 2,
     }
-    by_filter = api_client.post(url, {"filters": {"status": "failed"}}, format="json")
+    by_filter = api_client.post(url, {"filters": {"min_ms": "5000"}}, format="json")
     assert by_filter.json() == {"added": 1, "items": 3}
-    assert session.items.filter(turn=failed).exists()
+    assert session.items.filter(turn=slow).exists()
+    assert not session.items.filter(turn=failed).exists()  # no answer to label
 
 
 @pytest.mark.parametrize(

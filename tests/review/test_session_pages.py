@@ -9,19 +9,9 @@ import pytest
 from feedback.models import LabelSchema, Rating
 from review import queue, services
 from review.models import ReviewItem, ReviewSkip, ReviewSlot, SlotState
-from tests.review.sessions_support import label, make_reviewer, make_session
+from tests.review.sessions_support import label, make_session
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def bot(deployment_factory):
-    return deployment_factory(display_name="Bot")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return make_reviewer(django_user_model, "bob")
 
 
 def page_of(client, url: str, status: int = 200) -> str:
