@@ -37,8 +37,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from agents.models import Deployment, RequestLog  # noqa: E402
+from feedback.label_schema_services import deployment_label_schemas_set  # noqa: E402
 from feedback.models import LabelSchema, Rating  # noqa: E402
-from feedback.services import deployment_label_schemas_set  # noqa: E402
 from review.agreement import agreement  # noqa: E402
 from review.agreement_selectors import agreement_by_question  # noqa: E402
 from review.filters import RequestFilters  # noqa: E402

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors as agent_selectors
-from feedback import services
+from feedback import label_schema_services
 from feedback.label_values import label_schemas_for
 from feedback.models import LabelSchema
 from feedback.serializers import DeploymentLabelSchemasSerializer, LabelSchemaSerializer
@@ -34,7 +34,7 @@ class LabelSchemaListApi(APIView):
 
     @extend_schema(request=LabelSchemaSerializer, responses={201: LabelSchemaSerializer})
     def post(self, request: Request) -> Response:
-        schema = services.label_schema_save(data=_schema_data(request))
+        schema = label_schema_services.label_schema_save(data=_schema_data(request))
         return Response(LabelSchemaSerializer(schema).data, status=status.HTTP_201_CREATED)
 
 
@@ -51,13 +51,15 @@ class LabelSchemaDetailApi(APIView):
         schema = get_object_or_404(LabelSchema, name=name)
         data = _schema_data(request, schema)
         return Response(
-            LabelSchemaSerializer(services.label_schema_save(schema=schema, data=data)).data
+            LabelSchemaSerializer(
+                label_schema_services.label_schema_save(schema=schema, data=data)
+            ).data
         )
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str) -> Response:
         """Refused (400) while the schema has labels or a deployment or session uses it."""
-        services.label_schema_delete(schema=get_object_or_404(LabelSchema, name=name))
+        label_schema_services.label_schema_delete(schema=get_object_or_404(LabelSchema, name=name))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -80,7 +82,7 @@ class DeploymentLabelSchemasApi(APIView):
         deployment = agent_selectors.deployment_get_for_user(request.user, pk)
         body = DeploymentLabelSchemasSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        schemas = services.deployment_label_schemas_set(
+        schemas = label_schema_services.deployment_label_schemas_set(
             deployment=deployment, names=body.validated_data["label_schemas"]
         )
         return Response(LabelSchemaSerializer(schemas, many=True).data)

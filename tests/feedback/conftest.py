@@ -5,7 +5,7 @@ import pytest
 
 from agents import chat
 from agents.models import Deployment, RequestLog
-from feedback import services
+from feedback import label_schema_services
 from feedback.models import LabelSchema
 from feedback.transport import SinkResponse
 
@@ -28,9 +28,11 @@ def label_schemas(deployment: Deployment, *schemas: dict) -> list[LabelSchema]:
     order. Names differ from the built-in schemas the migration makes: a transactional test
     earlier in the run may have flushed those away, so no test counts on them."""
     for fields in schemas:
-        services.label_schema_save(data={"title": fields["name"].title() + "?", **fields})
+        label_schema_services.label_schema_save(
+            data={"title": fields["name"].title() + "?", **fields}
+        )
     names = [fields["name"] for fields in schemas]
-    return services.deployment_label_schemas_set(deployment=deployment, names=names)
+    return label_schema_services.deployment_label_schemas_set(deployment=deployment, names=names)
 
 
 def retriever_span_id(turn: RequestLog) -> str:

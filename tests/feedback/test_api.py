@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from feedback import services
+from feedback import label_schema_services, services
 from feedback.models import Delivery, Rating
 from tests.feedback.conftest import chat_turn, label_schemas, retriever_span_id
 from tests.support.turns import logged_turn
@@ -279,7 +279,7 @@ def test_admins_set_a_deployments_label_schemas(
         ("grounded", {"input_type": "thumbs"}),
         ("score", {"input_type": "numeric", "min_value": 1, "max_value": 5}),
     ):
-        services.label_schema_save(data={"name": name, "title": f"{name}?", **fields})
+        label_schema_services.label_schema_save(data={"name": name, "title": f"{name}?", **fields})
     url = set_url(bot)
     api_client.force_authenticate(reviewer)
     [default] = api_client.get(url).json()

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 
-from feedback import delivery, services, sinks
+from feedback import delivery, label_schema_services, services, sinks
 from feedback.models import EXPECTED_RESPONSE, LabelSchema, Rating
 from tests.feedback.conftest import label_schemas
 from tests.support.turns import logged_turn
@@ -109,7 +109,7 @@ def test_numeric_steps_count_from_the_minimum(turn, reviewer):
 
 def test_required_is_enforced_only_when_asked(turn, reviewer):
     schemas = [
-        services.label_schema_save(data={"name": name, "title": "?", **fields})
+        label_schema_services.label_schema_save(data={"name": name, "title": "?", **fields})
         for name, fields in (
             ("must_score", {"input_type": "numeric", "min_value": 0, "max_value": 1}),
             ("must_facts", {"kind": "expectation", "input_type": "text_list"}),
@@ -117,7 +117,7 @@ def test_required_is_enforced_only_when_asked(turn, reviewer):
         )
     ]
     for schema in schemas[:2]:
-        services.label_schema_save(schema=schema, data={"required": True})
+        label_schema_services.label_schema_save(schema=schema, data={"required": True})
 
     def create(require: bool, **text):
         return services.rating_create(
@@ -156,7 +156,7 @@ def test_expectations_are_stored_apart_from_feedback(turn, reviewer):
     LabelSchema.objects.get_or_create(
         name=EXPECTED_RESPONSE, defaults={"kind": "expectation", "input_type": "text"}
     )
-    services.deployment_label_schemas_set(
+    label_schema_services.deployment_label_schemas_set(
         deployment=turn.deployment, names=["correct", "facts", "answer_kind", EXPECTED_RESPONSE]
     )
     rating = rate(

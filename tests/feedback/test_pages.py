@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from feedback import services
+from feedback import label_schema_services, services
 from feedback.models import Delivery, Rating
 from tests.feedback.conftest import chat_turn, retriever_span_id
 
@@ -245,7 +245,7 @@ def test_the_bar_asks_and_saves_every_input_type_and_expectation(
         {"name": "sources", "input_type": "text_list", "max_count": 3},
         {"name": "facts", "kind": "expectation", "input_type": "text_list"},
     )
-    services.deployment_label_schemas_set(
+    label_schema_services.deployment_label_schemas_set(
         deployment=bot, names=["issues", "score", "effort", "sources", "facts", EXPECTED_RESPONSE]
     )
     turn = logged_turn(bot, reviewer)

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from feedback import services
+from feedback import label_schema_services, services
 from feedback.models import Delivery, LabelSchema, Rating
 from tests.feedback.conftest import chat_turn, label_schemas, retriever_span_id
 
@@ -138,7 +138,7 @@ def test_a_label_schema_of_each_kind_checks_its_values(turn, reviewer):
 def test_a_label_schema_is_validated_when_an_admin_defines_it(fields, field):
     before = set(LabelSchema.objects.values_list("name", flat=True))
     with pytest.raises(ValidationError) as caught:
-        services.label_schema_save(data={"name": "q", "title": "Q?", **fields})
+        label_schema_services.label_schema_save(data={"name": "q", "title": "Q?", **fields})
     assert field in caught.value.message_dict
     assert set(LabelSchema.objects.values_list("name", flat=True)) == before
 

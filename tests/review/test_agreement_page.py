@@ -7,6 +7,7 @@ from html import unescape
 import pytest
 from django.contrib.auth.models import Group
 
+from feedback import label_schema_services
 from feedback import services as feedback_services
 from feedback.models import LabelSchema
 from review import agreement_selectors
@@ -54,7 +55,7 @@ def bot(deployment_factory):
             "options": ["a", "b"],
         },
     )
-    feedback_services.deployment_label_schemas_set(
+    label_schema_services.deployment_label_schemas_set(
         deployment=bot, names=["answer_correct", "score", "why", "topic"]
     )
     return bot
