@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any
 
-from feedback.models import EXPECTED_RESPONSE, InputType, LabelSchema
+from feedback.models import EXPECTED_RESPONSE, DeploymentLabelSchema, InputType, LabelSchema
 
 THUMBS_VALUES = ("positive", "negative")
 MAX_TEXT_CHARS = 20_000
@@ -23,19 +23,32 @@ DEFAULT_SCHEMA = {
 
 def label_schemas_for(deployment) -> list[LabelSchema]:
     """The deployment's label schemas in order; with none set up, the default thumbs one (the
-    stored `answer_correct` schema when there is one, so an admin's wording is used)."""
+    stored `answer_correct` schema when there is one, so an admin's wording is used). Kept on
+    the deployment object: `label_schemas_of_many` fills it for a page's deployments at once."""
     cached = getattr(deployment, "_label_schemas_cache", None)
     if cached is None:
-        cached = list(
-            LabelSchema.objects.filter(deployment_links__deployment=deployment).order_by(
-                "deployment_links__order", "deployment_links__pk"
-            )
-        ) or [
-            LabelSchema.objects.filter(name=DEFAULT_SCHEMA["name"]).first()
-            or LabelSchema(**DEFAULT_SCHEMA)
-        ]
-        deployment._label_schemas_cache = cached
+        label_schemas_of_many([deployment])
+        cached = deployment._label_schemas_cache
     return cached
+
+
+def label_schemas_of_many(deployments) -> None:
+    """Each deployment's label schemas, read in two queries whatever their number (a page
+    listing every deployment asks them all)."""
+    deployments = list(deployments)
+    links = DeploymentLabelSchema.objects.filter(deployment__in=deployments).select_related(
+        "schema"
+    )
+    by_deployment: dict[int, list[LabelSchema]] = {}
+    for link in links.order_by("order", "pk"):
+        by_deployment.setdefault(link.deployment_id, []).append(link.schema)
+    default = None
+    if any(d.pk not in by_deployment for d in deployments):
+        default = LabelSchema.objects.filter(name=DEFAULT_SCHEMA["name"]).first() or LabelSchema(
+            **DEFAULT_SCHEMA
+        )
+    for deployment in deployments:
+        deployment._label_schemas_cache = by_deployment.get(deployment.pk) or [default]
 
 
 def is_number(value: Any) -> bool:
@@ -106,5 +119,14 @@ def label_given(text_assessment: dict, schema: LabelSchema) -> Any:
     """The value a text assessment gives a schema, or None."""
     if schema.name == EXPECTED_RESPONSE:
         return text_assessment.get("suggested_output")
-    field = "expectations" if schema.is_expectation else "ratings"
-    return text_assessment.get(field, {}).get(schema.name, {}).get("value")
+    return text_assessment.get(schema.text_field, {}).get(schema.name, {}).get("value")
+
+
+def value_from_form(data, field: str, schema: LabelSchema):
+    """A schema's answer as a form posts it (a QueryDict): checkboxes for any-of, a line per
+    text of a text list, else one field."""
+    if schema.input_type == InputType.CATEGORICAL_LIST:
+        return data.getlist(field)
+    if schema.input_type == InputType.TEXT_LIST:
+        return [line.strip() for line in data.get(field, "").splitlines() if line.strip()]
+    return data.get(field, "").strip()

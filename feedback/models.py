@@ -100,6 +100,11 @@ class LabelSchema(models.Model):
         return self.kind == LabelKind.EXPECTATION
 
     @property
+    def text_field(self) -> str:
+        """Where a text assessment keeps its answers: `ratings` or `expectations`."""
+        return "expectations" if self.is_expectation else "ratings"
+
+    @property
     def takes_list(self) -> bool:
         return self.input_type in (InputType.CATEGORICAL_LIST, InputType.TEXT_LIST)
 

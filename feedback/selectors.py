@@ -155,8 +155,7 @@ def label_schema_has_labels(schema: LabelSchema) -> bool:
     """Whether any rating, current or not, answers the schema."""
     if schema.name == EXPECTED_RESPONSE:
         return Rating.objects.filter(text_assessment__has_key="suggested_output").exists()
-    field = "expectations" if schema.is_expectation else "ratings"
-    lookup = {f"text_assessment__{field}__has_key": schema.name}
+    lookup = {f"text_assessment__{schema.text_field}__has_key": schema.name}
     return Rating.objects.filter(**lookup).exists()
 
 

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 from agents import selectors as agent_selectors
 from agents.models import Deployment, RequestLog
 from feedback import selectors, services
-from feedback.label_values import label_schemas_for
-from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, DeliveryStatus, InputType
+from feedback.label_values import label_schemas_for, value_from_form
+from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, DeliveryStatus
 from feedback.rating_context import document_rating_context, rating_bar_context
 from reviewapp import roles
 
@@ -26,16 +26,6 @@ def _get_turn_to_rate(request: HttpRequest, request_id: str) -> RequestLog:
     return agent_selectors.request_get_for_user(request.user, request_id, with_trace=False)
 
 
-def form_value(data, field: str, schema):
-    """A schema's answer as a form posts it: checkboxes for any-of, a line per text of a text
-    list, else one field."""
-    if schema.input_type == InputType.CATEGORICAL_LIST:
-        return data.getlist(field)
-    if schema.input_type == InputType.TEXT_LIST:
-        return [line.strip() for line in data.get(field, "").splitlines() if line.strip()]
-    return data.get(field, "").strip()
-
-
 @require_POST
 @login_required
 def rating_save(request: HttpRequest, request_id: str) -> HttpResponse:
@@ -43,7 +33,7 @@ def rating_save(request: HttpRequest, request_id: str) -> HttpResponse:
     turn = _get_turn_to_rate(request, request_id)
     answers, expectations = {}, {}
     for schema in label_schemas_for(turn.deployment):
-        given = form_value(request.POST, f"q_{schema.name}", schema)
+        given = value_from_form(request.POST, f"q_{schema.name}", schema)
         (expectations if schema.is_expectation else answers)[schema.name] = given
     expectations.pop(EXPECTED_RESPONSE, None)  # the "better answer" box says it
     comment = request.POST.get("comment", "")

@@ -10,7 +10,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Max
 
 from agents.models import Deployment
-from feedback.label_values import label_schemas_for
+from feedback.label_values import label_schemas_for, label_schemas_of_many
 from feedback.models import InputType, Rating
 from feedback.services import SOURCE_CONSENSUS_PREFIX
 from review.agreement import Agreement, Level, agreement
@@ -93,7 +93,9 @@ def agreement_by_question(
 def _levels(deployment_ids: set[int]) -> dict[str, Level]:
     """Each question name's level over these deployments; None when they do not agree on it."""
     found: dict[str, set] = defaultdict(set)
-    for deployment in Deployment.objects.filter(pk__in=deployment_ids):
+    deployments = list(Deployment.objects.filter(pk__in=deployment_ids))
+    label_schemas_of_many(deployments)
+    for deployment in deployments:
         for schema in label_schemas_for(deployment):
             if not schema.is_expectation:
                 found[schema.name].add(LEVEL_OF_INPUT.get(schema.input_type))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from django.http import QueryDict
 
-from feedback.label_values import label_given
+from feedback.label_values import label_given, value_from_form
 from feedback.models import EXPECTED_RESPONSE, InputType, LabelSchema
 
 COMMENT_FIELD = "free_text_comment"
@@ -76,28 +76,18 @@ class SchemaField:
         ]
 
 
-def _posted_value(data: QueryDict, schema: LabelSchema):
-    name = value_field(schema)
-    if schema.input_type == InputType.CATEGORICAL_LIST:
-        return data.getlist(name)
-    if schema.input_type == InputType.TEXT_LIST:
-        return [line.strip() for line in data.get(name, "").splitlines() if line.strip()]
-    return data.get(name, "").strip()
-
-
 def label_from_post(schemas: list[LabelSchema], data: QueryDict) -> dict:
     """The posted form as a text assessment; empty answers are left out (so a required one is
     reported missing). A comment without an answer is kept, so the check says the answer is
     missing instead of dropping the comment unseen."""
     text: dict = {}
     for schema in schemas:
-        value = _posted_value(data, schema)
+        value = value_from_form(data, value_field(schema), schema)
         rationale = data.get(rationale_field(schema), "").strip() if _has_rationale(schema) else ""
         if value in ("", []) and not rationale:
             continue
         entry = {"value": value, **({"rationale": rationale} if rationale else {})}
-        part = "expectations" if schema.is_expectation else "ratings"
-        text.setdefault(part, {})[schema.name] = entry
+        text.setdefault(schema.text_field, {})[schema.name] = entry
     comment = data.get(COMMENT_FIELD, "")
     if comment.strip():
         text[COMMENT_FIELD] = comment
@@ -110,8 +100,7 @@ def fields_from_label(schemas: list[LabelSchema], text: dict | None) -> list[Sch
     fields = []
     for schema in schemas:
         given = label_given(text, schema)
-        part = "expectations" if schema.is_expectation else "ratings"
-        rationale = text.get(part, {}).get(schema.name, {}).get("rationale", "")
+        rationale = text.get(schema.text_field, {}).get(schema.name, {}).get("rationale", "")
         if isinstance(given, list):
             shown = SchemaField(schema, value="\n".join(given), values=list(given))
         else:
@@ -140,7 +129,7 @@ def errors_in_words(messages: list[str], fields: list[SchemaField]) -> list[str]
     by_key = {}
     for shown in fields:
         schema = shown.schema
-        by_key[f"{'expectations' if schema.is_expectation else 'ratings'}.{schema.name}"] = shown
+        by_key[f"{schema.text_field}.{schema.name}"] = shown
     by_name = {shown.schema.name: shown for shown in fields}
     out = []
     for message in messages:

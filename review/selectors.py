@@ -12,7 +12,7 @@ from django.db.models.functions import Substr
 
 from agents import selectors as agent_selectors
 from agents.models import RequestLog
-from feedback.label_values import label_schemas_for
+from feedback.label_values import label_schemas_for, label_schemas_of_many
 from feedback.models import Rating
 from review.filters import Cursor, RequestFilters
 
@@ -187,6 +187,7 @@ def rating_filter_choices(deployments) -> list[tuple[str, str]]:
     """question:value pairs a reviewer can pick, from the thumbs and categorical questions of
     these deployments (the default question when one has none)."""
     seen: dict[str, str] = {}
+    label_schemas_of_many(deployments)
     for deployment in deployments:
         for question in label_schemas_for(deployment):
             if question.input_type == "thumbs":
