@@ -1,24 +1,27 @@
 """REST API for chat turns and the request log."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from agents import chat, selectors, turn_log
+from agents import selectors, turns
 from agents.models import RequestLog
 from agents.schemas import ItemAdded, TextDelta
 from agents.traces import normalize_trace
-from agents.turns import TurnInProgress, TurnInput, run_turn, send_turn, sse
-from reviewapp import roles
+from agents.turns.start import UNSET
 from reviewapp.jsonlimits import DepthLimitedJSONField
 
 CHAT_ROLES = ["system", "user", "assistant"]
@@ -115,139 +118,190 @@ class ChatFailureSerializer(serializers.Serializer):
         ref_name = "ChatFailure"
 
 
-class DeploymentChatApi(APIView):
-    """Checks a chat turn (auth, permissions, body) the DRF way; `chat_api` below then sends it
-    asynchronously. `post` answers an error, or a 202 carrying the checked turn for `chat_api`."""
+class ChatTurnRequestSerializer(serializers.Serializer):
+    """The chat turn's body; both entry points (`chat_api`, agents/lean_chat_api.py) check it."""
 
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "ChatTurnRequest"
+    class Meta:
+        ref_name = "ChatTurnRequest"
 
-        message = serializers.CharField(required=False, max_length=100_000)
-        messages = MessageSerializer(many=True, required=False, allow_empty=False)
-        conversation_id = serializers.UUIDField(required=False)
-        custom_inputs = DepthLimitedJSONField(required=False)
-        idempotency_key = serializers.CharField(required=False, max_length=64)
-        stream = serializers.BooleanField(required=False, default=False)
+    message = serializers.CharField(required=False, max_length=100_000)
+    messages = MessageSerializer(many=True, required=False, allow_empty=False)
+    conversation_id = serializers.UUIDField(required=False)
+    custom_inputs = DepthLimitedJSONField(required=False)
+    idempotency_key = serializers.CharField(required=False, max_length=64)
+    stream = serializers.BooleanField(required=False, default=False)
 
-        def validate(self, data: dict) -> dict:
-            if ("message" in data) == ("messages" in data):
-                raise serializers.ValidationError("Send either `message` or `messages`.")
-            if "messages" in data and data["messages"][-1]["role"] != "user":
-                raise serializers.ValidationError(
-                    {"messages": ["The last message must be the user's."]}
-                )
-            return data
+    def validate(self, data: dict) -> dict:
+        if ("message" in data) == ("messages" in data):
+            raise serializers.ValidationError("Send either `message` or `messages`.")
+        if "messages" in data and data["messages"][-1]["role"] != "user":
+            raise serializers.ValidationError(
+                {"messages": ["The last message must be the user's."]}
+            )
+        return data
+
+
+TRACE_FORMS = ["normalized", "raw", "none"]
+
+
+class ChatTurnDocumentation(APIView):
+    """POST /api/v1/deployments/{id}/chat/ as the OpenAPI schema describes it. Only the schema's
+    URLs route here (reviewapp/api_schema_urls.py): the turn is served by `chat_api` and the
+    lean path, without DRF's dispatch, and both answer as documented (tests/test_openapi.py)."""
 
     @extend_schema(
-        request=InputSerializer,
+        request=ChatTurnRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                "trace",
+                str,
+                enum=TRACE_FORMS,
+                description="The answer's trace as one span tree (default), as the agent "
+                "returned it, or left out.",
+            )
+        ],
         responses={
             200: TurnOutputSerializer,
             400: ProblemSerializer,
             409: ProblemSerializer,
             502: ChatFailureSerializer,
+            503: ProblemSerializer,
         },
         description="One chat turn: 200 with the answer and its trace, or 502 when the agent "
         "failed. With `stream: true` (and a deployment that streams) the answer comes as "
         "server-sent events `delta` {text}, `item` {item}, then `done` (the same object as the "
-        "200). An `idempotency_key` makes a retried POST return the first send's turn.",
+        "200). An `idempotency_key` makes a retried POST return the first send's turn. A 503 "
+        "with Retry-After means the server carries as many turns as it may: nothing was sent.",
     )
     def post(self, request: Request, pk: int) -> Response:
-        if not roles.can_chat(request.user):
-            raise PermissionDenied("Your account has no role that may chat.")
-        deployment = selectors.deployment_get_for_user(request.user, pk)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        history, message = None, data.get("message")
-        if "messages" in data:
-            *history, last = [dict(m) for m in data["messages"]]
-            message = last["content"]
-        key = data.get("idempotency_key", "")
-        # A retried send goes to its first send's conversation (it must not start another).
-        conversation = turn_log.conversation_of_key(request.user, key)
-        if conversation is None and "conversation_id" in data:
-            conversation = selectors.conversation_get_for_user(
-                request.user, deployment, data["conversation_id"]
-            )
-        if conversation is None:
-            chat.validate_turn(
-                deployment=deployment,
-                message=message,
-                custom_inputs=data.get("custom_inputs", deployment.default_custom_inputs),
-            )
-            conversation = chat.conversation_create(deployment=deployment, user=request.user)
-        response = Response(status=status.HTTP_202_ACCEPTED)
-        response.turn_input = TurnInput(
-            deployment=deployment,
-            user=request.user,
-            conversation=conversation,
-            message=message,
-            custom_inputs=data.get("custom_inputs", conversation.custom_inputs),
-            history=history,
-            idempotency_key=key,
-        )
-        response.stream = data["stream"] and deployment.streaming
+        raise exceptions.MethodNotAllowed("POST", detail="Served by agents.chat_apis.chat_api.")
+
+
+@dataclass
+class ChatAnswer:
+    """What the chat API answers, for either entry point to write: JSON, or an event stream."""
+
+    status: int
+    body: dict | None = None
+    events: AsyncIterator[str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def django_response(self) -> HttpResponse:
+        if self.events is not None:
+            response = StreamingHttpResponse(self.events, content_type="text/event-stream")
+        else:
+            response = JsonResponse(self.body, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
         return response
 
 
-_check_turn = DeploymentChatApi.as_view()
+async def chat_answer(user, pk: int, data: object, *, trace_form: str = "normalized") -> ChatAnswer:
+    """The API's chat turn for a signed-in user: the body checked, then the turn service."""
+    if trace_form not in TRACE_FORMS:
+        return ChatAnswer(400, {"trace": [f"Pick one of {', '.join(TRACE_FORMS)}."]})
+    serializer = ChatTurnRequestSerializer(data=data)
+    if not serializer.is_valid():
+        return ChatAnswer(400, serializer.errors)
+    checked = serializer.validated_data
+    history, message = None, checked.get("message")
+    if "messages" in checked:
+        *history, last = [dict(m) for m in checked["messages"]]
+        message = last["content"]
+    try:
+        started = await turns.turn_start(
+            user=user,
+            deployment_id=pk,
+            message=message,
+            custom_inputs=checked.get("custom_inputs", UNSET),
+            conversation_id=checked.get("conversation_id"),
+            history=history,
+            idempotency_key=checked.get("idempotency_key", ""),
+        )
+    except turns.Overloaded as exc:
+        return ChatAnswer(503, {"detail": str(exc)}, headers=_retry_after(exc))
+    except PermissionDenied as exc:
+        return ChatAnswer(403, {"detail": str(exc) or "You may not do this."})
+    except Http404 as exc:
+        return ChatAnswer(404, {"detail": str(exc) or "Not found."})
+    except DjangoValidationError as exc:
+        return ChatAnswer(400, {"non_field_errors": exc.messages})
+    if checked["stream"] and started.deployment.streaming:
+        events = _api_events(started, trace_form)
+        return ChatAnswer(200, events=events, headers={"Cache-Control": "no-cache"})
+    try:
+        turn = await turns.send_turn(started)
+    except turns.TurnInProgress as exc:
+        return ChatAnswer(409, {"detail": str(exc)})
+    return ChatAnswer(502 if turn.error else 200, _turn_body(turn, trace_form))
+
+
+def _retry_after(exc: turns.Overloaded) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after_s)}
 
 
 async def chat_api(request: HttpRequest, pk: int) -> HttpResponse:
-    """POST /api/v1/deployments/{id}/chat/: checked by DeploymentChatApi in a thread, then sent
-    on the event loop, so a slow agent holds no thread."""
-    checked = await sync_to_async(_check_turn)(request, pk=pk)
-    turn_input = getattr(checked, "turn_input", None)
-    if turn_input is None:
-        return checked
-    if checked.stream:
-        response = StreamingHttpResponse(_api_events(turn_input), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
+    """POST /api/v1/deployments/{id}/chat/ through Django (a browser's session, the test
+    client). Token calls under uvicorn take the lean path first (agents/lean_chat_api.py)."""
+    if request.method != "POST":
+        return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+    api_request = Request(
+        request,
+        parsers=[parser() for parser in api_settings.DEFAULT_PARSER_CLASSES],
+        authenticators=[auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES],
+    )
+    try:
+        user, data = await sync_to_async(_user_and_body)(api_request)
+    except exceptions.APIException as exc:
+        response = JsonResponse({"detail": exc.detail}, status=exc.status_code)
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            response.status_code = 401
+            response["WWW-Authenticate"] = TokenAuthentication.keyword
         return response
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        detail = f"The request body is larger than {limit:,} bytes; nothing was saved."
+        return JsonResponse({"detail": detail}, status=413)
+    answer = await chat_answer(user, pk, data, trace_form=request.GET.get("trace", "normalized"))
+    return answer.django_response()
+
+
+chat_api.csrf_exempt = True  # SessionAuthentication enforces CSRF for session callers
+
+
+def _user_and_body(api_request: Request) -> tuple[object, object]:
+    """DRF's authenticators (CSRF included for a session) and parser, without its dispatch."""
+    user = api_request.user
+    if not user or not user.is_authenticated:
+        raise exceptions.NotAuthenticated()
+    return user, api_request.data
+
+
+async def _api_events(started: turns.StartedTurn, trace_form: str) -> AsyncIterator[str]:
     try:
-        done = await send_turn(turn_input)
-    except (DjangoValidationError, TurnInProgress) as exc:
-        return JsonResponse(_problem(exc), status=_problem_status(exc))
-    return JsonResponse(_turn_body(done.turn), status=502 if done.turn.error else 200)
-
-
-chat_api.csrf_exempt = True  # DeploymentChatApi enforces CSRF for session-authenticated calls
-chat_api.cls = DeploymentChatApi  # so the OpenAPI schema documents it
-chat_api.initkwargs = {}
-
-
-async def _api_events(turn_input: TurnInput) -> AsyncIterator[str]:
-    try:
-        async for event in run_turn(turn_input, stream=True):
+        async for event in turns.run_turn(started, stream=True):
             if isinstance(event, TextDelta):
-                yield sse("delta", {"text": event.text})
+                yield turns.sse("delta", {"text": event.text})
             elif isinstance(event, ItemAdded):
-                yield sse("item", {"item": event.item})
+                yield turns.sse("item", {"item": event.item})
             else:
-                yield sse("done", _turn_body(event.turn))
-    except (DjangoValidationError, TurnInProgress) as exc:
-        yield sse("error", _problem(exc))
+                yield turns.sse("done", _turn_body(event.turn, trace_form))
+    except turns.TurnInProgress as exc:
+        yield turns.sse("error", {"detail": str(exc)})
 
 
-def _turn_body(turn: RequestLog) -> dict:
+def _turn_body(turn: RequestLog, trace_form: str) -> dict:
     if turn.error and not turn.incomplete:
         return {
             "error": turn.error,
             "detail": turn.error_detail,
             "request_id": turn.databricks_request_id,
         }
-    return TurnOutputSerializer(turn, context={"with_trace": True}).data
-
-
-def _problem(exc: Exception) -> dict:
-    if isinstance(exc, DjangoValidationError):
-        return {"detail": " ".join(exc.messages)}
-    return {"detail": str(exc)}
-
-
-def _problem_status(exc: Exception) -> int:
-    return 400 if isinstance(exc, DjangoValidationError) else 409
+    with_trace = trace_form == "normalized"
+    data = TurnOutputSerializer(turn, context={"with_trace": with_trace}).data
+    if trace_form == "raw":
+        data["trace"] = turn.trace
+    return data
 
 
 class RequestDetailApi(APIView):

@@ -8,7 +8,7 @@ from contextlib import suppress
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -16,16 +16,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, reswap, retarget
 
-from agents import chat, custom_inputs, selectors, turn_log, turns
+from agents import access, conversations, custom_inputs, selectors, turns
 from agents.models import Deployment, RequestLog
 from agents.schemas import ItemAdded, TextDelta
+from agents.turns import record
 from reviewapp import roles
 
 
 def _get_chat_deployment(user, pk: int) -> Deployment:
-    if not roles.can_chat(user):
-        raise PermissionDenied("Your account has no role that may chat.")
-    return selectors.deployment_get_for_user(user, pk)
+    """The chat's pages show a disabled deployment to admins only (a send says "disabled")."""
+    deployment = access.chat_deployment(user, pk)
+    if not deployment.enabled and not roles.is_admin(user):
+        raise Http404("No such deployment.")
+    return deployment
 
 
 @require_GET
@@ -54,18 +57,19 @@ def chat_page(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 async def chat_send(request: HttpRequest, pk: int) -> HttpResponse:
     """A turn answered in one piece (htmx swaps the rendered turn in)."""
-    user = await request.auser()
     try:
-        turn_input, is_new = await sync_to_async(_turn_input)(request, user, pk)
-        done = await turns.send_turn(turn_input)
+        started = await _turn_start(request, pk)
+        turn = await turns.send_turn(started)
     except (ValidationError, turns.TurnInProgress) as exc:
         messages = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
         response = render(request, "agents/chat.html#composer-error", {"errors": messages})
         return reswap(retarget(response, "#composer-error"), "innerHTML")
-    html = await sync_to_async(_sent_html)(request, turn_input, done.turn, is_new)
+    except turns.Overloaded as exc:
+        return _busy(exc)
+    html = await sync_to_async(_sent_html)(request, started, turn)
     response = HttpResponse(html)
-    if is_new:
-        response = push_url(response, _conversation_url(turn_input))
+    if started.is_new_conversation:
+        response = push_url(response, _conversation_url(started))
     return response
 
 
@@ -75,36 +79,41 @@ async def chat_stream(request: HttpRequest, pk: int) -> HttpResponse:
     """A turn streamed to the browser as server-sent events (static/js/stream.js reads them):
     `delta` {text}, `item` {html}, then `done` {html, url} or `error` {message}. Closing the
     connection (the Stop button) stops the turn; what arrived is kept, marked incomplete."""
-    user = await request.auser()
     try:
-        turn_input, is_new = await sync_to_async(_turn_input)(request, user, pk)
+        started = await _turn_start(request, pk)
     except ValidationError as exc:
         html = render_to_string("agents/chat.html#composer-error", {"errors": exc.messages})
         return HttpResponse(html, status=422)
+    except turns.Overloaded as exc:
+        return _busy(exc)
     response = StreamingHttpResponse(
-        _stream_events(request, turn_input, is_new), content_type="text/event-stream"
+        _stream_events(request, started), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold the stream back
     return response
 
 
-async def _stream_events(
-    request: HttpRequest, turn_input: turns.TurnInput, is_new: bool
-) -> AsyncIterator[str]:
+def _busy(exc: turns.Overloaded) -> HttpResponse:
+    """503 with Retry-After; the page's script shows the fragment in the composer's error."""
+    html = render_to_string("agents/chat.html#composer-error", {"errors": [str(exc)]})
+    response = HttpResponse(html, status=503)
+    response["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+async def _stream_events(request: HttpRequest, started: turns.StartedTurn) -> AsyncIterator[str]:
     try:
-        async for event in turns.run_turn(turn_input, stream=True):
+        async for event in turns.run_turn(started, stream=True):
             if isinstance(event, TextDelta):
                 yield turns.sse("delta", {"text": event.text})
             elif isinstance(event, ItemAdded):
                 html = render_to_string("agents/_output_item.html", {"item": event.item})
                 yield turns.sse("item", {"html": html})
             else:
-                html = await sync_to_async(_sent_html)(request, turn_input, event.turn, is_new)
-                url = _conversation_url(turn_input) if is_new else ""
+                html = await sync_to_async(_sent_html)(request, started, event.turn)
+                url = _conversation_url(started) if started.is_new_conversation else ""
                 yield turns.sse("done", {"html": html, "url": url})
-    except ValidationError as exc:
-        yield turns.sse("error", {"message": " ".join(exc.messages)})
     except turns.TurnInProgress as exc:
         yield turns.sse("error", {"message": str(exc)})
 
@@ -114,7 +123,7 @@ async def _stream_events(
 def chat_turn_by_key(request: HttpRequest, pk: int) -> HttpResponse:
     """The turn a key's send saved (after Stop, the browser asks for it); 404 until it is."""
     deployment = _get_chat_deployment(request.user, pk)
-    turn = turn_log.keyed_turn(request.user, request.GET.get("key", "")[:64])
+    turn = record.keyed_turn(request.user, request.GET.get("key", "")[:64])
     if turn is None or turn.deployment_id != deployment.pk:
         raise Http404("No turn with this key yet.")
     context = {
@@ -127,48 +136,32 @@ def chat_turn_by_key(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "agents/chat.html#sent", context)
 
 
-def _turn_input(request: HttpRequest, user, pk: int) -> tuple[turns.TurnInput, bool]:
-    """Checks the posted turn and finds (or starts) its conversation; ValidationError if bad."""
-    deployment = _get_chat_deployment(user, pk)
-    conversation_id = request.POST.get("conversation_id", "")
-    key = request.POST.get("idempotency_key", "").strip()[:64]
-    message = request.POST.get("message", "")
+async def _turn_start(request: HttpRequest, pk: int) -> turns.StartedTurn:
     inputs = custom_inputs.parse_custom_inputs_text(request.POST.get("custom_inputs", ""))
-    chat.validate_turn(deployment=deployment, message=message, custom_inputs=inputs)
-    # A retried send goes to its first send's conversation (it must not start another).
-    conversation = turn_log.conversation_of_key(user, key)
-    if conversation is None and conversation_id:
-        conversation = selectors.conversation_get_for_user(user, deployment, conversation_id)
-    if conversation is None:
-        conversation = chat.conversation_create(deployment=deployment, user=user)
-    turn_input = turns.TurnInput(
-        deployment=deployment,
-        user=user,
-        conversation=conversation,
-        message=message,
+    return await turns.turn_start(
+        user=await request.auser(),
+        deployment_id=pk,
+        message=request.POST.get("message", ""),
         custom_inputs=inputs,
-        idempotency_key=key,
+        conversation_id=request.POST.get("conversation_id", ""),
+        idempotency_key=request.POST.get("idempotency_key", "").strip()[:64],
     )
-    return turn_input, not conversation_id
 
 
-def _sent_html(
-    request: HttpRequest, turn_input: turns.TurnInput, turn: RequestLog, is_new: bool
-) -> str:
-    deployment = turn_input.deployment
+def _sent_html(request: HttpRequest, started: turns.StartedTurn, turn: RequestLog) -> str:
     context = {
-        "deployment": deployment,
+        "deployment": started.deployment,
         "turn": turn,
-        "conversation": turn_input.conversation,
-        "conversations": selectors.conversations_of(turn_input.user, deployment)[:100],
-        "new_conversation": is_new,
+        "conversation": started.conversation,
+        "conversations": selectors.conversations_of(started.user, started.deployment)[:100],
+        "new_conversation": started.is_new_conversation,
     }
     return render_to_string("agents/chat.html#sent", context, request=request)
 
 
-def _conversation_url(turn_input: turns.TurnInput) -> str:
-    chat_url = reverse("agents:chat", args=[turn_input.deployment.pk])
-    return f"{chat_url}?c={turn_input.conversation.pk}"
+def _conversation_url(started: turns.StartedTurn) -> str:
+    chat_url = reverse("agents:chat", args=[started.deployment.pk])
+    return f"{chat_url}?c={started.conversation.pk}"
 
 
 @require_POST
@@ -190,7 +183,9 @@ def conversation_rename(request: HttpRequest, pk: int, conversation_id: str) -> 
     deployment = _get_chat_deployment(request.user, pk)
     conversation = selectors.conversation_get_for_user(request.user, deployment, conversation_id)
     with suppress(ValidationError):  # an empty name keeps the old one
-        chat.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+        conversations.conversation_rename(
+            conversation=conversation, title=request.POST.get("title", "")
+        )
     context = {
         "deployment": deployment,
         "conversation": conversation,

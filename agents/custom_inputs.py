@@ -8,11 +8,10 @@ Errors say where: line and column for syntax, the path for schema errors.
 import json
 from typing import Any
 
-import jsonschema
 from django.core.exceptions import ValidationError
 
 from agents.models import Deployment
-from agents.validators import MAX_CUSTOM_INPUTS_BYTES
+from agents.validators import MAX_CUSTOM_INPUTS_BYTES, schema_mismatch
 from reviewapp import jsonlimits
 
 
@@ -43,11 +42,9 @@ def check_custom_inputs(deployment: Deployment, value: Any) -> dict:
         )
     schema = deployment.custom_inputs_schema
     if isinstance(schema, dict) and schema:
-        validator = jsonschema.validators.validator_for(schema)(schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-        if error is not None:
-            where = "/".join(str(part) for part in error.absolute_path) or "the top level"
-            raise ValidationError(f"At {where}: {error.message}")
+        mismatch = schema_mismatch(schema, value)
+        if mismatch is not None:
+            raise ValidationError(mismatch)
     return value
 
 

@@ -19,8 +19,11 @@ from reviewapp import roles
 HEAVY_COLUMNS = ("request_raw", "response_raw", "trace", "trace_outline")
 
 
-def deployments_visible_to(user: AbstractBaseUser) -> QuerySet[Deployment]:
-    """Admins see every deployment; users with a role see the enabled ones open to them.
+def deployments_visible_to(
+    user: AbstractBaseUser, *, include_disabled: bool = False
+) -> QuerySet[Deployment]:
+    """Admins see every deployment; users with a role see the enabled ones open to them (and
+    the disabled ones with `include_disabled`: a chat says "disabled" rather than "not found").
 
     A deployment with no allowed users and no allowed groups is open to everyone with a role.
     """
@@ -32,13 +35,17 @@ def deployments_visible_to(user: AbstractBaseUser) -> QuerySet[Deployment]:
     open_to_all = Q(allowed_users__isnull=True, allowed_groups__isnull=True)
     granted = Q(allowed_users=user) | Q(allowed_groups__in=user.groups.all())
     visible_ids = Deployment.objects.filter(open_to_all | granted).values("pk")
-    return deployments.filter(enabled=True, pk__in=visible_ids)
+    if not include_disabled:
+        deployments = deployments.filter(enabled=True)
+    return deployments.filter(pk__in=visible_ids)
 
 
-def deployment_get_for_user(user: AbstractBaseUser, pk: int) -> Deployment:
+def deployment_get_for_user(
+    user: AbstractBaseUser, pk: int, *, include_disabled: bool = False
+) -> Deployment:
     """The deployment, or 404 whether it does not exist or the user may not see it."""
     try:
-        return deployments_visible_to(user).get(pk=pk)
+        return deployments_visible_to(user, include_disabled=include_disabled).get(pk=pk)
     except Deployment.DoesNotExist:
         raise Http404("No such deployment.") from None
 

@@ -4,6 +4,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
+import jsonschema
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator, URLValidator
 from django.db import models
@@ -56,3 +57,14 @@ class HttpUrlField(models.URLField):
     def formfield(self, **kwargs):
         # A bare host typed into a form means https, as Django 6 will assume anyway.
         return super().formfield(**{"assume_scheme": "https", **kwargs})
+
+
+def schema_mismatch(schema: dict, value: object) -> str | None:
+    """Why `value` does not match the JSON Schema, with where ("At a/b: ..."); None if it does.
+    The one check behind custom_inputs at send time and a deployment's default at save time."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+    return f"At {where}: {error.message}"

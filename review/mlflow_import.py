@@ -25,7 +25,6 @@ from agents.schemas import AgentReplyError, AutoAdapter
 from agents.schemas.base import text_of
 from agents.trace_outline import outline_of
 from agents.traces import normalize_trace
-from agents.turn_log import keep_raw
 from review import services
 from review.mlflow_rest import MlflowError, MlflowRest, tracking_uri_of
 from review.models import ReviewSession
@@ -192,8 +191,8 @@ def turn_from_trace(deployment: Deployment, trace: dict, *, experiment_id: str) 
         request_metadata={"imported_from": "mlflow", "experiment_id": experiment_id},
         error="The agent's trace ended in an error." if failed else "",
     )
-    keep_raw(turn, "request_raw", _as_json(inputs))
-    keep_raw(turn, "response_raw", _as_json(outputs))
+    turn.keep_raw("request_raw", _as_json(inputs))
+    turn.keep_raw("response_raw", _as_json(outputs))
     return turn
 
 

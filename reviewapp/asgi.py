@@ -2,7 +2,8 @@
 
 Static files are served by Starlette's async StaticFiles from STATIC_ROOT (filled by
 `collectstatic` during set-up), so no synchronous middleware sits in front of Django and a slow
-agent never ties up a thread for a static request.
+agent never ties up a thread for a static request. A token's chat turn takes the lean path
+(agents/lean_chat_api.py); everything else is Django's.
 """
 
 import os
@@ -20,6 +21,8 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 
+from agents import lean_chat_api  # noqa: E402  (imports models: after the setup above)
+
 STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/")
 
 
@@ -33,7 +36,12 @@ static_application = build_static_app(settings.STATIC_ROOT)
 
 
 async def application(scope: dict, receive, send) -> None:
-    if scope["type"] == "http" and scope["path"].startswith(STATIC_PREFIX + "/"):
-        await static_application(scope, receive, send)
-        return
+    if scope["type"] == "http":
+        if scope["path"].startswith(STATIC_PREFIX + "/"):
+            await static_application(scope, receive, send)
+            return
+        lean = lean_chat_api.lean_target(scope)
+        if lean is not None:  # a token's chat turn: served without Django's handler
+            await lean_chat_api.serve(scope, receive, send, *lean)
+            return
     await django_application(scope, receive, send)

@@ -1,58 +1,49 @@
-"""Django's built-in middleware that does no I/O, run inline under ASGI.
-
-Under ASGI, Django runs every synchronous `process_request`/`process_view`/`process_response`
-of a MiddlewareMixin in a thread (sync_to_async), one hop each: 16 per request here, about half
-of what a request costs the proxy (bench/proxy.py). The classes below do only CPU work (headers,
-cookies, redirects, setting lazy attributes), so under ASGI they run on the event loop directly.
-Sessions and messages may write to the database, so they keep Django's hops; so would anything
-else that touches the database (Django refuses the ORM on the event loop, so a mistake here
-fails loudly, not silently). Under WSGI nothing changes.
+"""A request that finds the database pool empty (psycopg's pool, under ASGI on PostgreSQL) for
+DATABASE_POOL_TIMEOUT seconds is answered 503 with Retry-After and a message that says why,
+not a 500. A written Django middleware (its documented hooks only); the API's lean chat path
+never gets here: its turns' database steps share as many threads as the pool has connections.
 """
 
-from asgiref.sync import iscoroutinefunction
-from django.contrib.auth.middleware import AuthenticationMiddleware
-from django.middleware.clickjacking import XFrameOptionsMiddleware
-from django.middleware.common import CommonMiddleware
-from django.middleware.csrf import CsrfViewMiddleware
-from django.middleware.security import SecurityMiddleware
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.db import OperationalError
+from django.http import HttpResponse, JsonResponse
+
+RETRY_AFTER_S = 2
+BUSY = "The app is too busy to answer right now; nothing was changed. Try again in a moment."
 
 
-class _InlineUnderAsgi:
+def pool_exhausted(exc: BaseException) -> bool:
+    from psycopg_pool import PoolTimeout  # installed with psycopg[pool], used only there
+
+    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
+
+
+def busy_response(request) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"detail": BUSY}, status=503)
+    else:
+        response = HttpResponse(BUSY, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+class DatabaseBusyMiddleware:
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response) -> None:
-        super().__init__(get_response)
-        if iscoroutinefunction(get_response) and hasattr(self, "process_view"):
-            sync_process_view = self.process_view
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-            async def process_view(request, view_func, view_args, view_kwargs):
-                return sync_process_view(request, view_func, view_args, view_kwargs)
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self.get_response(request)
 
-            self.process_view = process_view  # the handler awaits it instead of a hop
+    async def _acall(self, request):
+        return await self.get_response(request)
 
-    async def __acall__(self, request):
-        response = None
-        if hasattr(self, "process_request"):
-            response = self.process_request(request)
-        response = response or await self.get_response(request)
-        if hasattr(self, "process_response"):
-            response = self.process_response(request, response)
-        return response
-
-
-class InlineSecurityMiddleware(_InlineUnderAsgi, SecurityMiddleware):
-    pass
-
-
-class InlineCommonMiddleware(_InlineUnderAsgi, CommonMiddleware):
-    pass
-
-
-class InlineCsrfViewMiddleware(_InlineUnderAsgi, CsrfViewMiddleware):
-    pass
-
-
-class InlineAuthenticationMiddleware(_InlineUnderAsgi, AuthenticationMiddleware):
-    pass
-
-
-class InlineXFrameOptionsMiddleware(_InlineUnderAsgi, XFrameOptionsMiddleware):
-    pass
+    def process_exception(self, request, exception: Exception) -> HttpResponse | None:
+        return busy_response(request) if pool_exhausted(exception) else None

@@ -58,15 +58,16 @@ INSTALLED_APPS = [
     "review",
 ]
 
-# Django's own, with the ones that do no I/O run inline under ASGI (reviewapp/middleware.py).
+# Django's own, plus a 503 for an exhausted database pool (reviewapp/middleware.py).
 MIDDLEWARE = [
-    "reviewapp.middleware.InlineSecurityMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "reviewapp.middleware.DatabaseBusyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "reviewapp.middleware.InlineCommonMiddleware",
-    "reviewapp.middleware.InlineCsrfViewMiddleware",
-    "reviewapp.middleware.InlineAuthenticationMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "reviewapp.middleware.InlineXFrameOptionsMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -111,16 +112,29 @@ def _database_from_env() -> dict:
         # Under ASGI every request may run in a thread of its own, so persistent connections
         # are never reused and pile up until PostgreSQL refuses more ("too many clients").
         # psycopg's pool hands each request a connection and takes it back after.
+        # A request that finds the pool empty for DATABASE_POOL_TIMEOUT seconds is answered
+        # 503 with Retry-After (reviewapp.middleware), not a 500 after psycopg's 30 s.
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
-            "pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 8, minimum=1)}
+            "pool": {
+                "min_size": 1,
+                "max_size": env_int("DATABASE_POOL_SIZE", 8, minimum=1),
+                "timeout": env_int("DATABASE_POOL_TIMEOUT", 5, minimum=1),
+            }
         }
     if engine == "django.db.backends.sqlite3":
         if config["NAME"] and config["NAME"] != ":memory:":
             Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         config["CONN_MAX_AGE"] = 0
-        # Several processes (web, worker, beat) share one file: wait for locks, don't fail.
-        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        # Several processes (web, worker, beat) share one file: wait for locks, don't fail. WAL
+        # lets readers go on while one writes, so a few users at once never see "database is
+        # locked"; `synchronous=NORMAL` is WAL's safe setting (a power cut may lose the last
+        # commits, never corrupt the file).
+        config["OPTIONS"] = {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     return config
 
 
@@ -181,6 +195,8 @@ SPECTACULAR_SETTINGS = {
     # `nullable` beside an `allOf` is ignored by strict validators (OpenAPI 3.0.3 §4.7.25).
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The served URLs, with the chat turn's documentation view in place of its async view.
+    "SERVE_URLCONF": "reviewapp.api_schema_urls",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -256,6 +272,15 @@ JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64, minimum=8, maximum=500)
 # Connections the one shared agent client may hold open at once (per process): every turn in
 # flight holds one, so this caps the turns in flight per process.
 AGENT_MAX_CONNECTIONS = env_int("AGENT_MAX_CONNECTIONS", 2000, minimum=1)
+# Chat turns one web process carries at once; past it a turn is refused at once with 503 and
+# Retry-After (agents/turns/admission.py), before anything is written.
+CHAT_MAX_TURNS_IN_FLIGHT = env_int("CHAT_MAX_TURNS_IN_FLIGHT", 2000, minimum=1)
+# Threads for the database steps of API turns (agents/turns/db.py): at most the pool's size,
+# so turns alone never empty the pool.
+TURN_DB_THREADS = min(
+    env_int("TURN_DB_THREADS", 4, minimum=1),
+    DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 4),
+)
 
 # How often the beat process re-checks whether each deployment's endpoint answers.
 REACHABILITY_CHECK_SECONDS = env_int("REACHABILITY_CHECK_SECONDS", 300, minimum=10)

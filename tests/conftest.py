@@ -186,3 +186,12 @@ def pytest_collection_modifyitems(config, items) -> None:
     # Once Playwright's sync API has started, the main thread has an event loop marked running,
     # and asgiref's async_to_sync (chat.chat_turn) refuses to run there: browser tests go last.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_access_cache():
+    """Each test starts with an empty access cache (agents/access.py), as a new process would:
+    SQLite reuses the ids of rows a rolled-back test made, so a cached user could come back."""
+    from agents import access
+
+    access.forget()

@@ -1,3 +1,4 @@
+from agents.models.access import AccessStamp
 from agents.models.chat import Conversation, RequestLog, TurnKey
 from agents.models.deployment import (
     AgentSchema,
@@ -9,6 +10,7 @@ from agents.models.deployment import (
 )
 
 __all__ = [
+    "AccessStamp",
     "AgentSchema",
     "AuthKind",
     "Conversation",

@@ -1,9 +1,13 @@
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 
 from agents.models.deployment import Deployment
+
+if TYPE_CHECKING:
+    from agents.schemas import AgentReply
 
 
 class Conversation(models.Model):
@@ -91,9 +95,35 @@ class RequestLog(models.Model):
     def __str__(self) -> str:
         return self.databricks_request_id
 
-    @property
-    def succeeded(self) -> bool:
-        return not self.error
+    # How a turn fills its row while it runs (agents/turns/call.py); saved once, at the end.
+
+    def keep_raw(self, field_name: str, text: str) -> None:
+        """`request_raw` or `response_raw`, cut at REQUEST_LOG_MAX_BODY_BYTES (and flagged)."""
+        limit = settings.REQUEST_LOG_MAX_BODY_BYTES
+        encoded = text.encode()
+        if len(encoded) > limit:
+            text = encoded[:limit].decode("utf-8", errors="ignore")
+            setattr(self, f"{field_name}_truncated", True)
+        setattr(self, field_name, text)
+
+    def apply_reply(self, reply: "AgentReply", status_code: int) -> None:
+        self.status_code = status_code
+        self.response = reply.text
+        self.custom_outputs = reply.custom_outputs
+        self.trace = reply.trace
+        self.mlflow_trace_id = (reply.trace_id or "")[:128]
+        self.output_items = reply.items
+        self.databricks_request_id = reply.databricks_request_id or ""
+
+    def keep_partial(self, reply: "AgentReply | None") -> None:
+        """A stream that ended early: keep the answer so far, marked incomplete."""
+        if reply is None or not (reply.text or reply.items):
+            return
+        self.apply_reply(reply, self.status_code)
+        self.incomplete = True
+
+    def fail(self, message: str, detail: str, status_code: int) -> None:
+        self.error, self.error_detail, self.status_code = message, detail, status_code
 
     @property
     def has_trace(self) -> bool:

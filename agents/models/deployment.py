@@ -283,11 +283,7 @@ class Deployment(models.Model):
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             return {"custom_inputs_schema": [f"Not a valid JSON Schema: {exc.message}"]}
-        validator = jsonschema.validators.validator_for(schema)(schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(self.default_custom_inputs))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-            return {
-                "default_custom_inputs": [f"Does not match the schema at {where}: {error.message}"]
-            }
+        mismatch = v.schema_mismatch(schema, self.default_custom_inputs)
+        if mismatch is not None:
+            return {"default_custom_inputs": [f"Does not match the schema. {mismatch}"]}
         return {}

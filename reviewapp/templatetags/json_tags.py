@@ -17,12 +17,6 @@ def pretty_json(value: Any) -> str:
 
 
 @register.filter
-def to_json(value: Any) -> str:
-    """Compact JSON, for attributes such as hx-vals (the template escapes it)."""
-    return json.dumps(value, default=str)
-
-
-@register.filter
 def head(text: str, limit: int = PREVIEW_CHARS) -> str:
     return text[:limit]
 

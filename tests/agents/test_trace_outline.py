@@ -13,13 +13,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents import chat, selectors
+from agents import selectors
+from agents.conversations import conversation_create
 from agents.models import RequestLog
 from agents.trace_outline import outline_of
 from agents.traces import normalize_trace
 from tests.support import SHARED_FIXTURES
 from tests.support.mlflow_traces import make_traces
-from tests.support.turns import logged_turn
+from tests.support.turns import chat_turn, logged_turn
 
 pytestmark = pytest.mark.django_db
 TRACES_DIR = SHARED_FIXTURES / "traces"
@@ -37,8 +38,8 @@ def made() -> dict[str, dict]:
 
 @pytest.fixture
 def demo_turn(demo_deployment, stakeholder) -> RequestLog:
-    conversation = chat.conversation_create(deployment=demo_deployment, user=stakeholder)
-    turn = chat.chat_turn(
+    conversation = conversation_create(deployment=demo_deployment, user=stakeholder)
+    turn = chat_turn(
         deployment=demo_deployment,
         user=stakeholder,
         conversation=conversation,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents import chat
+from agents.conversations import conversation_create
 from agents.models import Conversation, RequestLog
 
 pytestmark = pytest.mark.django_db
@@ -97,7 +97,7 @@ def test_an_agent_failure_is_shown_in_words_and_the_page_stays_usable(
 
 
 def test_conversations_can_be_renamed(client, stakeholder, demo_deployment):
-    conversation = chat.conversation_create(deployment=demo_deployment, user=stakeholder)
+    conversation = conversation_create(deployment=demo_deployment, user=stakeholder)
     client.force_login(stakeholder)
     url = chat_url(demo_deployment, f"conversations/{conversation.pk}/rename/")
     assert "Budget questions" in client.post(url, {"title": "Budget questions"}).content.decode()
@@ -106,7 +106,7 @@ def test_conversations_can_be_renamed(client, stakeholder, demo_deployment):
 
 
 def test_another_users_conversation_is_a_404(client, stakeholder, reviewer, demo_deployment):
-    theirs = chat.conversation_create(deployment=demo_deployment, user=reviewer)
+    theirs = conversation_create(deployment=demo_deployment, user=reviewer)
     client.force_login(stakeholder)
     assert client.get(f"{chat_url(demo_deployment)}?c={theirs.pk}").status_code == 404
     response = post_message(client, demo_deployment, conversation_id=str(theirs.pk))

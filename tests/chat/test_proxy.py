@@ -5,19 +5,20 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 
-from agents import chat
+from agents.conversations import conversation_create
 from agents.models import Conversation, RequestLog
+from tests.support.turns import chat_turn
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def conversation(demo_deployment, stakeholder):
-    return chat.conversation_create(deployment=demo_deployment, user=stakeholder)
+    return conversation_create(deployment=demo_deployment, user=stakeholder)
 
 
 def send(conversation, message="What is MLflow tracing?", custom_inputs=None, **kwargs):
-    return chat.chat_turn(
+    return chat_turn(
         deployment=conversation.deployment,
         user=conversation.user,
         conversation=conversation,
@@ -176,8 +177,8 @@ def test_an_empty_message_or_a_disabled_deployment_is_refused(conversation):
 @pytest.mark.parametrize("agent_id", ["../../admin", 'x" onmouseover="alert(1)', "a" * 300, ""])
 def test_an_unusable_request_id_from_the_agent_is_replaced(conversation, monkeypatch, agent_id):
     """The outgoing call is faked here (the one seam): the demo agent only sends clean ids."""
-    from agents import turns
     from agents.client import AgentResponse
+    from agents.turns import call
 
     body = {
         "choices": [{"message": {"role": "assistant", "content": "Hi"}}],
@@ -187,7 +188,7 @@ def test_an_unusable_request_id_from_the_agent_is_replaced(conversation, monkeyp
     async def fake_post_json(*args, **kwargs):
         return AgentResponse(200, json.dumps(body), body)
 
-    monkeypatch.setattr(turns, "post_json", fake_post_json)
+    monkeypatch.setattr(call, "post_json", fake_post_json)
     turn = send(conversation)
     assert turn.databricks_request_id != agent_id
     assert len(turn.databricks_request_id) == 36  # a uuid of ours

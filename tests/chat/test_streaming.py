@@ -6,11 +6,12 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 
-from agents import chat
 from agents.client import close_http_client
+from agents.conversations import conversation_create
 from agents.models import RequestLog
 from agents.schemas import ItemAdded, TextDelta
-from agents.turns import TurnDone, TurnInput, run_turn
+from agents.turns import TurnDone, run_turn, turn_start
+from tests.support.turns import chat_turn
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 QUESTION = "How does the review app collect feedback?"
@@ -39,19 +40,14 @@ def make_deployment(deployment_factory, demo_agent):
 
 def streamed(deployment, user, message=QUESTION, **inputs) -> tuple[list, RequestLog]:
     """Run one streamed turn; returns its events before the end, and the saved turn."""
-    conversation = chat.conversation_create(deployment=deployment, user=user)
-    turn_input = TurnInput(
-        deployment=deployment,
-        user=user,
-        conversation=conversation,
-        message=message,
-        custom_inputs=inputs,
-    )
 
     async def run():
         events = []
         try:
-            async for event in run_turn(turn_input, stream=True):
+            started = await turn_start(
+                user=user, deployment_id=deployment.pk, message=message, custom_inputs=inputs
+            )
+            async for event in run_turn(started, stream=True):
                 events.append(event)
         finally:
             await close_http_client()
@@ -63,8 +59,8 @@ def streamed(deployment, user, message=QUESTION, **inputs) -> tuple[list, Reques
 
 
 def sent(deployment, user, message=QUESTION, **inputs) -> RequestLog:
-    conversation = chat.conversation_create(deployment=deployment, user=user)
-    return chat.chat_turn(
+    conversation = conversation_create(deployment=deployment, user=user)
+    return chat_turn(
         deployment=deployment,
         user=user,
         conversation=conversation,

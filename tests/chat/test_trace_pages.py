@@ -2,16 +2,17 @@
 
 import pytest
 
-from agents import chat
+from agents.conversations import conversation_create
 from agents.models import RequestLog
+from tests.support.turns import chat_turn
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def turn(demo_deployment, stakeholder):
-    conversation = chat.conversation_create(deployment=demo_deployment, user=stakeholder)
-    return chat.chat_turn(
+    conversation = conversation_create(deployment=demo_deployment, user=stakeholder)
+    return chat_turn(
         deployment=demo_deployment,
         user=stakeholder,
         conversation=conversation,

@@ -7,14 +7,15 @@ import threading
 import pytest
 from django.db import connection
 
-from agents import chat
+from agents.conversations import conversation_create
 from agents.models import RequestLog, TurnKey
+from tests.support.turns import chat_turn
 
 pytestmark = pytest.mark.integration
 
 
 def send(deployment, user, conversation, key, message="What is MLflow tracing?", **inputs):
-    return chat.chat_turn(
+    return chat_turn(
         deployment=deployment,
         user=user,
         conversation=conversation,
@@ -26,7 +27,7 @@ def send(deployment, user, conversation, key, message="What is MLflow tracing?",
 
 @pytest.mark.django_db
 def test_a_retried_send_with_the_same_key_returns_the_first_turn(demo_deployment, reviewer):
-    conversation = chat.conversation_create(deployment=demo_deployment, user=reviewer)
+    conversation = conversation_create(deployment=demo_deployment, user=reviewer)
     first = send(demo_deployment, reviewer, conversation, "key-1")
     again = send(demo_deployment, reviewer, conversation, "key-1")
     other = send(demo_deployment, reviewer, conversation, "key-2")
@@ -38,7 +39,7 @@ def test_a_retried_send_with_the_same_key_returns_the_first_turn(demo_deployment
 
 @pytest.mark.django_db(transaction=True)
 def test_two_sends_at_once_with_one_key_reach_the_agent_once(demo_deployment, reviewer):
-    conversation = chat.conversation_create(deployment=demo_deployment, user=reviewer)
+    conversation = conversation_create(deployment=demo_deployment, user=reviewer)
     results: list = []
 
     def click() -> None:

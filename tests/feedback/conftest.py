@@ -3,16 +3,17 @@
 
 import pytest
 
-from agents import chat
+from agents.conversations import conversation_create
 from agents.models import Deployment, RequestLog
 from feedback import label_schema_services
 from feedback.models import LabelSchema
 from feedback.transport import SinkResponse
+from tests.support import turns as turn_support
 
 
 def chat_turn(deployment, user, message="What is MLflow tracing?", **inputs) -> RequestLog:
-    conversation = chat.conversation_create(deployment=deployment, user=user)
-    turn = chat.chat_turn(
+    conversation = conversation_create(deployment=deployment, user=user)
+    turn = turn_support.chat_turn(
         deployment=deployment,
         user=user,
         conversation=conversation,

@@ -200,14 +200,15 @@ def test_the_chat_page_reads_ratings_once_not_per_answer(client, demo_deployment
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from agents import chat
+    from agents.conversations import conversation_create
+    from tests.support.turns import chat_turn
 
-    conversation = chat.conversation_create(deployment=demo_deployment, user=reviewer)
+    conversation = conversation_create(deployment=demo_deployment, user=reviewer)
     client.force_login(reviewer)
     counts = []
     for turns in (2, 6):
         while conversation.turns.count() < turns:
-            chat.chat_turn(
+            chat_turn(
                 deployment=demo_deployment,
                 user=reviewer,
                 conversation=conversation,

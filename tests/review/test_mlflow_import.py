@@ -67,8 +67,8 @@ def test_matching_traces_become_turns_and_items_once(session, admin_user, agent_
     ids = logged["trace_ids"]
     assert [t.mlflow_trace_id for t in (charged, invoice, refund)] == [ids[0], ids[2], ids[3]]
     assert charged.trace["info"]["trace_id"] == ids[0]
-    assert charged.trace_outline and charged.succeeded and charged.deployment == agent_server_bot
-    assert (refund.request, refund.succeeded) == ("Refund my plan?", False)
+    assert charged.trace_outline and not charged.error and charged.deployment == agent_server_bot
+    assert (refund.request, bool(refund.error)) == ("Refund my plan?", True)
     assert charged.request_metadata == {"imported_from": "mlflow", "experiment_id": experiment}
 
     again = run_import(session, admin_user, agent_server_bot, experiment, filter_string=billing)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents import chat
+from agents.conversations import conversation_create
 from agents.models import RequestLog
 from feedback import services as feedback_services
 from tests.support.turns import logged_turn
@@ -91,7 +91,7 @@ def test_filters_by_deployment_status_text_latency_and_dates(
 
 
 def test_filters_by_conversation(client, bot, reviewer):
-    conversation = chat.conversation_create(deployment=bot, user=reviewer)
+    conversation = conversation_create(deployment=bot, user=reviewer)
     inside = turn_at(bot, reviewer, 2, conversation=conversation)
     turn_at(bot, reviewer, 1)
     client.force_login(reviewer)

@@ -51,15 +51,16 @@ def demo_turns(deployment, user) -> list:
     of its own, which Playwright's (running in this thread) forbids: ask from another thread."""
     from django.db import connection
 
-    from agents import chat
+    from agents.conversations import conversation_create
+    from tests.support.turns import chat_turn
 
     def ask() -> list:
         try:
             turns = []
             for questions in CONVERSATIONS:
-                conversation = chat.conversation_create(deployment=deployment, user=user)
+                conversation = conversation_create(deployment=deployment, user=user)
                 for question in questions:
-                    turn = chat.chat_turn(
+                    turn = chat_turn(
                         deployment=deployment,
                         user=user,
                         conversation=conversation,

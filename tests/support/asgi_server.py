@@ -40,7 +40,7 @@ def asgi_live_server(transactional_db, settings, tmp_path) -> Iterator[AsgiLiveS
         if scope["type"] == "http" and scope["path"].startswith(asgi.STATIC_PREFIX + "/"):
             await static_app(scope, receive, send)
             return
-        await asgi.django_application(scope, receive, send)
+        await asgi.application(scope, receive, send)  # the lean chat path, then Django
 
     port = free_port()
     config = uvicorn.Config(

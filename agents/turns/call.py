@@ -1,9 +1,9 @@
-"""A chat turn through the proxy, async: claim the turn's idempotency key, build the request for
-the deployment's schema, call the agent (streamed or not), read the reply, log the turn.
+"""A turn's call, async: build the request for the deployment's schema, call the agent
+(streamed or not), read the reply, save the row once.
 
-Database work runs in threads (sync_to_async) in two short steps, before and after the call; the
-wait for the agent is a coroutine on the shared HTTP client, so a slow agent holds no thread.
-Every turn ends in one RequestLog row: answered, failed, cut, or stopped by the user.
+The wait for the agent is a coroutine on the shared HTTP client, so a slow agent holds no
+thread; the database steps run off the event loop (agents/turns/db.py). Every turn ends in one
+RequestLog row: answered, failed, cut, or stopped by the user.
 """
 
 import asyncio
@@ -11,17 +11,14 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractBaseUser
 
-from agents import turn_log
 from agents.auth import AgentAuthError, auth_headers
 from agents.client import AgentCallError, NotAStream, StreamReader, excerpt, get_json, post_json
-from agents.models import AgentSchema, AuthKind, Conversation, Deployment, EndpointKind, RequestLog
+from agents.models import AgentSchema, AuthKind, Deployment, EndpointKind, RequestLog
 from agents.schemas import (
     AgentReply,
     AgentReplyError,
@@ -31,6 +28,10 @@ from agents.schemas import (
     adapter_for,
     schema_for_task,
 )
+from agents.turns import record
+from agents.turns.db import run_db, run_db_detached
+from agents.turns.start import StartedTurn
+from reviewapp.people import public_id
 
 logger = logging.getLogger(__name__)
 TASK_LOOKUP_TIMEOUT_S = 5.0
@@ -45,80 +46,65 @@ class TurnInProgress(Exception):
 
 
 @dataclass
-class TurnInput:
-    deployment: Deployment
-    user: AbstractBaseUser
-    conversation: Conversation
-    message: str
-    custom_inputs: Any
-    history: list[dict[str, str]] | None = None  # replaces the conversation's own (the API)
-    idempotency_key: str = ""
-
-
-@dataclass
 class TurnDone:
-    """The last event of a turn: the saved row; `replayed` when an earlier send made it."""
+    """The last event of a turn: its saved row."""
 
     turn: RequestLog
-    replayed: bool = False
 
 
 TurnEvent = TextDelta | ItemAdded | TurnDone
 
 
-@dataclass
-class _Call:
-    """What the call needs, worked out before it; `detected` is a schema to remember after."""
-
-    turn: RequestLog
-    messages: list[dict[str, str]]
-    detected: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-async def send_turn(turn_input: TurnInput) -> TurnDone:
-    """One turn without streaming; raises ValidationError (nothing sent, nothing logged) for bad
-    input and TurnInProgress for a key whose first send has not finished."""
+async def send_turn(started: StartedTurn) -> RequestLog:
+    """One turn without streaming: its saved row. Raises TurnInProgress for a key whose first
+    send has not finished."""
     done = None
-    async for event in run_turn(turn_input, stream=False):
+    async for event in run_turn(started, stream=False):
         if isinstance(event, TurnDone):
             done = event
     assert done is not None  # run_turn always ends with TurnDone or raises
-    return done
+    return done.turn
 
 
-async def run_turn(turn_input: TurnInput, *, stream: bool) -> AsyncIterator[TurnEvent]:
+async def run_turn(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEvent]:
     """The turn's events: text deltas and display items while streaming, then TurnDone."""
-    begun = await sync_to_async(turn_log.begin_and_release)(turn_input)
-    if isinstance(begun, RequestLog):
-        yield TurnDone(begun, replayed=True)
-        return
-    if begun is None:
-        yield TurnDone(await _wait_for_first_send(turn_input), replayed=True)
-        return
-    call = _Call(turn=begun.turn, messages=begun.messages)
-    deployment, turn = turn_input.deployment, call.turn
-    clock, reply = time.monotonic(), None
+    try:
+        if started.earlier is not None:
+            yield TurnDone(started.earlier)
+        elif started.pending:
+            yield TurnDone(await _wait_for_first_send(started))
+        else:
+            async for event in _call(started, stream=stream):
+                yield event
+    finally:
+        started.slot.release()
+
+
+async def _call(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEvent]:
+    deployment, turn = started.deployment, started.row
+    assert turn is not None
+    clock, reply, detected = time.monotonic(), None, ""
     streamed: AgentReply | None = None
     assembler = None
     try:
-        call.headers = await _headers(deployment)
-        adapter = adapter_for(await _schema(deployment, call))
+        headers = await _headers(deployment)
+        schema, detected = await _schema(deployment, headers)
+        adapter = adapter_for(schema)
         body = adapter.build_request(
-            messages=call.messages,
+            messages=started.messages,
             custom_inputs=turn.custom_inputs,
-            conversation_id=str(turn_input.conversation.pk),
-            user_id=_user_id(turn_input.user),
+            conversation_id=str(started.conversation.pk),
+            user_id=public_id(started.user),
             stream=stream and deployment.streaming,
             databricks_options=deployment.endpoint_kind == EndpointKind.DATABRICKS,
             model=deployment.openai_model,
         )
-        turn_log.keep_raw(turn, "request_raw", json.dumps(body))
+        turn.keep_raw("request_raw", json.dumps(body))
         timeout = deployment.request_timeout_s
         if stream and deployment.streaming:
             assembler = adapter.assembler()
             reader = StreamReader(
-                deployment.query_endpoint, body, headers=call.headers, timeout_s=timeout
+                deployment.query_endpoint, body, headers=headers, timeout_s=timeout
             )
             try:
                 async for chunk in reader:
@@ -128,50 +114,67 @@ async def run_turn(turn_input: TurnInput, *, stream: bool) -> AsyncIterator[Turn
             except NotAStream as exc:  # it answered in one piece after all
                 assembler = None
                 reply, status = adapter.parse_reply(exc.response.json), exc.response.status_code
-                turn_log.keep_raw(turn, "response_raw", exc.response.text)
+                turn.keep_raw("response_raw", exc.response.text)
                 yield TextDelta(reply.text)
             finally:
                 if assembler is not None:
-                    turn_log.keep_raw(turn, "response_raw", reader.raw)
+                    turn.keep_raw("response_raw", reader.raw)
         else:
             response = await post_json(
-                deployment.query_endpoint, body, headers=call.headers, timeout_s=timeout
+                deployment.query_endpoint, body, headers=headers, timeout_s=timeout
             )
-            turn_log.keep_raw(turn, "response_raw", response.text)
+            turn.keep_raw("response_raw", response.text)
             reply, status = adapter.parse_reply(response.json), response.status_code
-        turn_log.apply_reply(turn, reply, status)
+        turn.apply_reply(reply, status)
         if deployment.agent_schema == AgentSchema.AUTO and reply.schema not in ("", "auto"):
-            call.detected = call.detected or reply.schema
+            detected = detected or reply.schema
     except AgentCallError as exc:
         streamed = _partial(assembler)
-        turn_log.fail(turn, exc.message, exc.detail, exc.status_code)
+        _fail(turn, exc.message, exc.detail, exc.status_code)
         if exc.raw:
-            turn_log.keep_raw(turn, "response_raw", exc.raw)
+            turn.keep_raw("response_raw", exc.raw)
     except AgentStreamError as exc:
         streamed = _partial(assembler)
-        turn_log.fail(turn, f"The agent reported an error: {exc}", f"stream error: {exc}", 502)
+        _fail(turn, f"The agent reported an error: {exc}", f"stream error: {exc}", 502)
     except AgentReplyError as exc:
         streamed = _partial(assembler)
-        turn_log.fail(
+        _fail(
             turn,
             f"The agent's answer was not understood: {str(exc).rstrip('.')}.",
             f"body: {excerpt(turn.response_raw)}",
             502,
         )
     except AgentAuthError as exc:
-        turn_log.fail(turn, "The app has no usable credentials for this endpoint.", str(exc), 401)
+        _fail(turn, "The app has no usable credentials for this endpoint.", str(exc), 401)
     except (asyncio.CancelledError, GeneratorExit):
-        # The browser went away (Stop, a closed tab): keep what arrived, then let it unwind.
-        turn_log.keep_partial(turn, _partial(assembler))
-        turn_log.fail(turn, STOPPED, "the client closed the connection", 499)
+        # The client went away (Stop, a closed tab): keep what arrived, then let it unwind.
+        turn.keep_partial(_partial(assembler))
+        _fail(turn, STOPPED, "the client closed the connection", 499)
         turn.execution_time_ms = int((time.monotonic() - clock) * 1000)
-        await asyncio.shield(_finish_detached(turn_input, call))
+        await asyncio.shield(run_db_detached(_save, started, detected))
         raise
     if streamed is not None:
-        turn_log.keep_partial(turn, streamed)
+        turn.keep_partial(streamed)
     turn.execution_time_ms = int((time.monotonic() - clock) * 1000)
-    saved = await sync_to_async(turn_log.finish)(turn_input, call.turn, call.detected)
-    yield TurnDone(saved)
+    yield TurnDone(await run_db(_save, started, detected))
+
+
+def _save(started: StartedTurn, detected_schema: str) -> RequestLog:
+    if detected_schema:
+        started.deployment.detected_schema = detected_schema
+    return record.save_turn(
+        started.row,
+        conversation=started.conversation,
+        key=started.idempotency_key,
+        detected_schema=detected_schema,
+    )
+
+
+def _fail(turn: RequestLog, message: str, detail: str, status_code: int) -> None:
+    turn.fail(message, detail, status_code)
+    logger.warning(
+        "agent turn failed: deployment=%s status=%s %s", turn.deployment_id, status_code, detail
+    )
 
 
 def sse(event: str, data: dict) -> str:
@@ -183,27 +186,14 @@ def _partial(assembler) -> AgentReply | None:
     return assembler.reply() if assembler is not None else None
 
 
-async def _finish_detached(turn_input: TurnInput, call: _Call) -> None:
-    # Not thread_sensitive: the request's own thread may be gone by now.
-    await sync_to_async(turn_log.finish_and_close, thread_sensitive=False)(
-        turn_input, call.turn, call.detected
-    )
-
-
-async def _wait_for_first_send(turn_input: TurnInput) -> RequestLog:
-    deadline = time.monotonic() + turn_input.deployment.request_timeout_s + 10
+async def _wait_for_first_send(started: StartedTurn) -> RequestLog:
+    deadline = time.monotonic() + started.deployment.request_timeout_s + 10
     while time.monotonic() < deadline:
         await asyncio.sleep(KEY_POLL_S)
-        turn = await sync_to_async(turn_log.keyed_turn)(
-            turn_input.user, turn_input.idempotency_key, release=True
-        )
+        turn = await run_db(record.keyed_turn, started.user, started.idempotency_key)
         if turn is not None:
             return turn
     raise TurnInProgress("This message is still being sent; its answer will appear shortly.")
-
-
-def _user_id(user: AbstractBaseUser) -> str:
-    return getattr(user, "email", "") or user.get_username()
 
 
 async def _headers(deployment: Deployment) -> dict[str, str]:
@@ -217,24 +207,24 @@ async def _headers(deployment: Deployment) -> dict[str, str]:
     return headers
 
 
-async def _schema(deployment: Deployment, call: _Call) -> str:
-    """The schema to send in; with `auto` on Databricks, the endpoint's task says (once)."""
+async def _schema(deployment: Deployment, headers: dict[str, str]) -> tuple[str, str]:
+    """The schema to send in, and one to remember when it was just detected: with `auto` on
+    Databricks, the endpoint's task says (once)."""
     schema = deployment.effective_schema
     if schema != AgentSchema.AUTO or deployment.endpoint_kind != EndpointKind.DATABRICKS:
-        return schema
+        return schema, ""
     failed_at = _task_lookup_failed_at.get(deployment.pk)
     if failed_at is not None and time.monotonic() - failed_at < TASK_LOOKUP_RETRY_S:
-        return schema
+        return schema, ""
     detail = await get_json(
-        _endpoint_detail_url(deployment), headers=call.headers, timeout_s=TASK_LOOKUP_TIMEOUT_S
+        _endpoint_detail_url(deployment), headers=headers, timeout_s=TASK_LOOKUP_TIMEOUT_S
     )
     task = detail.get("task") if isinstance(detail, dict) else None
     found = schema_for_task(task if isinstance(task, str) else None)
     if found is None:
         _task_lookup_failed_at[deployment.pk] = time.monotonic()
-        return schema
-    call.detected = found
-    return found
+        return schema, ""
+    return found, found
 
 
 def _endpoint_detail_url(deployment: Deployment) -> str:

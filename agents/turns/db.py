@@ -1,0 +1,70 @@
+"""Where a turn's database steps run: never on the event loop (Django refuses the ORM there),
+and never holding a connection while the agent is thinking.
+
+Under Django's ASGI handler (the chat page) a step runs in the request's own thread, as every
+synchronous part of that request does. The API's lean path (agents/turns/lean_api.py) runs
+outside Django's handler and sets `pooled_threads`: its steps share a few threads, as many as
+the database pool has connections, so a thousand turns in flight need neither a thousand
+threads nor more connections than the pool. Each step gives its connection back when it ends.
+"""
+
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections
+
+T = TypeVar("T")
+
+# The executor of the current turn's database steps; None: the calling request's thread.
+pooled_threads: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.ContextVar(
+    "turn_db_threads", default=None
+)
+_executor: ThreadPoolExecutor | None = None
+
+
+def shared_executor() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(
+            max_workers=settings.TURN_DB_THREADS, thread_name_prefix="turn-db"
+        )
+    return _executor
+
+
+async def run_db(step: Callable[..., T], *args, **kwargs) -> T:
+    executor = pooled_threads.get()
+    if executor is None:
+        return await sync_to_async(_released(step))(*args, **kwargs)
+    return await sync_to_async(_released(step), thread_sensitive=False, executor=executor)(
+        *args, **kwargs
+    )
+
+
+async def run_db_detached(step: Callable[..., T], *args, **kwargs) -> T:
+    """For a step after the request is gone (a client that hung up): its thread may be too."""
+    executor = pooled_threads.get() or shared_executor()
+    return await sync_to_async(_released(step), thread_sensitive=False, executor=executor)(
+        *args, **kwargs
+    )
+
+
+def _released(step: Callable[..., T]) -> Callable[..., T]:
+    def run(*args, **kwargs) -> T:
+        try:
+            return step(*args, **kwargs)
+        finally:
+            release_connections()
+
+    return run
+
+
+def release_connections() -> None:
+    """Give this thread's database connections back (to psycopg's pool under ASGI) between a
+    turn's steps. Not inside a transaction: tests run in one."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()

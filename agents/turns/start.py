@@ -1,0 +1,132 @@
+"""A turn's start, one service for the page, the API and the tests: admit it, check who asks
+and what, find or start its conversation, claim its idempotency key, prepare its row.
+
+Everything that can refuse the turn runs before anything is written: bad input or missing
+rights change nothing.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from agents import access, selectors
+from agents.conversations import conversation_create, conversation_history
+from agents.custom_inputs import check_custom_inputs
+from agents.models import Conversation, Deployment, RequestLog
+from agents.turns import admission, record
+from agents.turns.db import run_db
+
+UNSET: Any = object()  # custom_inputs not given: the conversation's (a new one: the default's)
+
+
+@dataclass
+class StartedTurn:
+    """A turn admitted and checked. `row` is its RequestLog, not saved yet; a reused key instead
+    gives `earlier` (that key's turn) or `pending` (its first send is still running)."""
+
+    user: AbstractBaseUser
+    deployment: Deployment
+    conversation: Conversation
+    is_new_conversation: bool  # the caller named none: a page pushes the conversation's URL
+    idempotency_key: str
+    slot: admission.Slot
+    messages: list[dict[str, str]] = field(default_factory=list)
+    row: RequestLog | None = None
+    earlier: RequestLog | None = None
+    pending: bool = False
+
+
+async def turn_start(
+    *,
+    user: AbstractBaseUser,
+    deployment_id: int,
+    message: str,
+    custom_inputs: Any = UNSET,
+    conversation_id: object = None,
+    history: list[dict[str, str]] | None = None,
+    idempotency_key: str = "",
+) -> StartedTurn:
+    """Raises admission.Overloaded (refused at once), PermissionDenied or Http404 (rights),
+    ValidationError (bad input); then nothing was written. `history` replaces the
+    conversation's own messages (the API's `messages`)."""
+    slot = admission.admit()
+    try:
+        return await run_db(
+            _start,
+            slot,
+            user=user,
+            deployment_id=deployment_id,
+            message=message,
+            custom_inputs=custom_inputs,
+            conversation_id=conversation_id,
+            history=history,
+            key=idempotency_key,
+        )
+    except BaseException:
+        slot.release()
+        raise
+
+
+def _start(slot, *, user, deployment_id, message, custom_inputs, conversation_id, history, key):
+    deployment = access.chat_deployment(user, deployment_id)
+    if not deployment.enabled:
+        raise ValidationError("This deployment is disabled; an admin can enable it again.")
+    if not message.strip():
+        raise ValidationError("Type a message first.")
+    # A retried send goes to its first send's conversation (it must not start another).
+    conversation = record.conversation_of_key(user, key)
+    if conversation is None and conversation_id:
+        conversation = selectors.conversation_get_for_user(user, deployment, conversation_id)
+    if custom_inputs is UNSET:
+        custom_inputs = (
+            conversation.custom_inputs if conversation else deployment.default_custom_inputs
+        )
+    custom_inputs = check_custom_inputs(deployment, custom_inputs)
+    is_new = conversation is None
+    if conversation is None:
+        conversation = conversation_create(deployment=deployment, user=user)
+    started = StartedTurn(
+        user=user,
+        deployment=deployment,
+        conversation=conversation,
+        is_new_conversation=not conversation_id,
+        idempotency_key=key,
+        slot=slot,
+    )
+    if key:
+        earlier = record.claim_key(user, key, conversation, deployment.request_timeout_s)
+        if earlier is None:
+            started.pending = True
+            return started
+        if earlier is not False:
+            started.earlier = earlier
+            return started
+    if history is None:
+        history = [] if is_new else conversation_history(conversation)
+    started.messages = [*history, {"role": "user", "content": message}]
+    started.row = _new_row(started, message, custom_inputs)
+    return started
+
+
+def _new_row(started: StartedTurn, message: str, custom_inputs: dict) -> RequestLog:
+    deployment, now = started.deployment, timezone.now()
+    return RequestLog(
+        deployment=deployment,
+        user=started.user,
+        conversation=started.conversation,
+        client_request_id=started.idempotency_key or str(uuid.uuid4()),
+        date=now.astimezone(UTC).date(),
+        timestamp_ms=int(now.timestamp() * 1000),
+        request=message,
+        custom_inputs=custom_inputs,
+        request_metadata={
+            "endpoint": deployment.endpoint_name,
+            "model": deployment.model_name,
+            "version": deployment.model_version,
+        },
+    )
