@@ -1,17 +1,21 @@
-"""The outgoing HTTP calls to agents, async, through one shared httpx.AsyncClient per event loop.
+"""The outgoing HTTP calls to agents, async, through one shared aiohttp session per event loop.
 
-Under uvicorn that is one client per process: its pool keeps connections to each agent alive, so
-a turn costs no TCP (or TLS) handshake, and a slow agent holds a coroutine, not a thread.
+Under uvicorn that is one session per process: its pool keeps connections to each agent alive,
+so a turn costs no TCP (or TLS) handshake, and a slow agent holds a coroutine, not a thread.
+aiohttp, not httpx: with hundreds of connections open, httpcore's pool scanned every one of
+them on each request (half of a turn's CPU under 50 clients, bench/README.md); aiohttp's
+connector finds a free connection per host without a scan, and parses HTTP in C.
 
 Failures become AgentCallError with a message for people (`message`) and the technical detail
 (`detail`: status and a body excerpt), and the HTTP status the request log records.
 """
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 from django.conf import settings
 
 from reviewapp import jsonlimits
@@ -49,38 +53,43 @@ def excerpt(text: str) -> str:
     return text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else "")
 
 
-_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
 
-def http_client() -> httpx.AsyncClient:
-    """The client of the running event loop (an AsyncClient cannot move between loops)."""
+def http_client() -> aiohttp.ClientSession:
+    """The session of the running event loop (a session cannot move between loops)."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        for old_loop in [old for old in _clients if old.is_closed()]:
-            del _clients[old_loop]  # loops of finished one-off calls (tests, WSGI)
-        client = _clients[loop] = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=settings.AGENT_MAX_CONNECTIONS,
-                max_keepalive_connections=settings.AGENT_MAX_CONNECTIONS,
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        for old_loop in [old for old in _sessions if old.is_closed()]:
+            del _sessions[old_loop]  # loops of finished one-off calls (tests, commands)
+        session = _sessions[loop] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.AGENT_MAX_CONNECTIONS,
+                limit_per_host=0,  # the total is the cap
                 # Below uvicorn's 5 s keep-alive: a connection the agent is closing is not
-                # picked for a turn (it would fail with a ReadError).
-                keepalive_expiry=4,
+                # picked for a turn (it would fail with a disconnect).
+                keepalive_timeout=4,
             ),
-            follow_redirects=False,
+            # Agents' cookies must not travel from one user's turn to another's.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
         )
-    return client
+    return session
 
 
 async def close_http_client() -> None:
-    """Close the running loop's client; for loops that end with the call (async_to_sync)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    """Close the running loop's session; for loops that end with the call (async_to_sync)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
 
 
-def _timeout(timeout_s: float) -> httpx.Timeout:
-    return httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+def _timeout(timeout_s: float) -> aiohttp.ClientTimeout:
+    # As before with httpx: no total, a limit on connecting and on each wait for data.
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=min(CONNECT_TIMEOUT_S, timeout_s), sock_read=timeout_s
+    )
 
 
 def _timed_out(timeout_s: float, url: str) -> AgentCallError:
@@ -107,14 +116,24 @@ def _too_large(status_code: int, limit: int) -> AgentCallError:
     )
 
 
-async def _read_capped(response: httpx.Response) -> str:
+async def _read_capped(response: aiohttp.ClientResponse) -> str:
     limit, size, chunks = settings.AGENT_MAX_REPLY_BYTES, 0, []
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         size += len(chunk)
         if size > limit:
-            raise _too_large(response.status_code, limit)
+            raise _too_large(response.status, limit)
         chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _request(url: str, body: dict, headers: dict[str, str], timeout_s: float):
+    return http_client().post(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **headers},
+        timeout=_timeout(timeout_s),
+        allow_redirects=False,
+    )
 
 
 def _checked(status_code: int, text: str) -> AgentResponse:
@@ -143,27 +162,25 @@ async def post_json(
     url: str, body: dict, *, headers: dict[str, str], timeout_s: float
 ) -> AgentResponse:
     try:
-        request = http_client().build_request(
-            "POST", url, json=body, headers=headers, timeout=_timeout(timeout_s)
-        )
-        response = await http_client().send(request, stream=True)
-        try:
+        async with _request(url, body, headers, timeout_s) as response:
             text = await _read_capped(response)
-        finally:
-            await response.aclose()
-    except httpx.TimeoutException:
+            status = response.status
+    except TimeoutError:
         raise _timed_out(timeout_s, url) from None
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise _unreachable(exc, url) from None
-    return _checked(response.status_code, text)
+    return _checked(status, text)
 
 
 async def get_json(url: str, *, headers: dict[str, str], timeout_s: float) -> object | None:
     """A small GET (endpoint metadata); None when it fails in any way: callers fall back."""
     try:
-        response = await http_client().get(url, headers=headers, timeout=_timeout(timeout_s))
-        return jsonlimits.loads(response.text) if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        async with http_client().get(
+            url, headers=headers, timeout=_timeout(timeout_s), allow_redirects=False
+        ) as response:
+            text = await response.text(errors="replace")
+            return jsonlimits.loads(text) if response.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
 
 
@@ -183,40 +200,34 @@ class StreamReader:
     async def __aiter__(self) -> AsyncIterator[object]:
         headers = {**self.headers, "Accept": "text/event-stream"}
         try:
-            request = http_client().build_request(
-                "POST", self.url, json=self.body, headers=headers, timeout=_timeout(self.timeout_s)
-            )
-            response = await http_client().send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await _request(self.url, self.body, headers, self.timeout_s)
+        except TimeoutError:
             raise _timed_out(self.timeout_s, self.url) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise _unreachable(exc, self.url) from None
-        self.status_code = response.status_code
+        self.status_code = response.status
         try:
-            content_type = response.headers.get("content-type", "")
-            if not 200 <= response.status_code < 300 or "text/event-stream" not in content_type:
+            content_type = response.headers.get("Content-Type", "")
+            if not 200 <= response.status < 300 or "text/event-stream" not in content_type:
                 text = await self._read_rest(response)
-                raise NotAStream(_checked(response.status_code, text))
+                raise NotAStream(_checked(response.status, text))
             async for payload in self._events(response):
                 yield payload
         finally:
-            await response.aclose()
+            response.release()
 
-    async def _read_rest(self, response: httpx.Response) -> str:
+    async def _read_rest(self, response: aiohttp.ClientResponse) -> str:
         try:
             return await _read_capped(response)
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise _timed_out(self.timeout_s, self.url) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise _unreachable(exc, self.url) from None
 
-    async def _events(self, response: httpx.Response) -> AsyncIterator[object]:
-        limit, size, data_lines = settings.AGENT_MAX_REPLY_BYTES, 0, []
+    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[object]:
+        data_lines: list[str] = []
         try:
-            async for line in response.aiter_lines():
-                size += len(line) + 1
-                if size > limit:
-                    raise _too_large(response.status_code, limit)
+            async for line in _lines(response):
                 if line.startswith("data:"):
                     data_lines.append(line[5:].removeprefix(" "))
                     continue
@@ -227,13 +238,13 @@ class StreamReader:
                     return
                 self.raw_parts.append(data)
                 yield _parse_event(data)
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise AgentCallError(
                 f"The stream stopped: nothing arrived for {self.timeout_s:g} s.",
                 status_code=504,
                 detail=f"read timed out after {self.timeout_s:g} s: {self.url}",
             ) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise AgentCallError(
                 "The stream was cut before the end.",
                 status_code=502,
@@ -244,6 +255,30 @@ class StreamReader:
             status_code=502,
             detail=f"the connection closed without `data: [DONE]`: {self.url}",
         )
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The body's lines (LF or CRLF), however long: aiohttp's own line reader refuses lines
+    past 128 KB, and one event of a stream may carry a trace of many MB. Capped as a whole at
+    AGENT_MAX_REPLY_BYTES."""
+    limit, size, line = settings.AGENT_MAX_REPLY_BYTES, 0, bytearray()
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(response.status, limit)
+        start, newline = 0, chunk.find(b"\n")
+        while newline != -1:
+            line += chunk[start:newline]
+            yield _decoded(line)
+            line.clear()
+            start, newline = newline + 1, chunk.find(b"\n", newline + 1)
+        line += chunk[start:]
+    if line:
+        yield _decoded(line)
+
+
+def _decoded(line: bytearray) -> str:
+    return line.removesuffix(b"\r").decode("utf-8", errors="replace")
 
 
 def _too_deep(exc: jsonlimits.JSONTooDeep, detail: str, raw: str = "") -> AgentCallError:
