@@ -95,9 +95,10 @@ async def chat_stream(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _busy(exc: turns.Overloaded) -> HttpResponse:
-    """503 with Retry-After; the page's script shows the fragment in the composer's error."""
+    """503 with Retry-After; the page shows the fragment under the message box (app.js lets
+    htmx swap this 503, stream.js shows it for a streamed send)."""
     html = render_to_string("agents/chat.html#composer-error", {"errors": [str(exc)]})
-    response = HttpResponse(html, status=503)
+    response = reswap(retarget(HttpResponse(html, status=503), "#composer-error"), "innerHTML")
     response["Retry-After"] = str(exc.retry_after_s)
     return response
 

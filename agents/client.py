@@ -12,6 +12,7 @@ Failures become AgentCallError with a message for people (`message`) and the tec
 
 import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -83,6 +84,22 @@ async def close_http_client() -> None:
     session = _sessions.pop(asyncio.get_running_loop(), None)
     if session is not None:
         await session.close()
+
+
+# The event loops that serve many requests (uvicorn's): their session stays open between turns.
+# Any other loop (Django's test client, WSGI, async_to_sync) lives for one call: its session is
+# closed when the turn ends, as aiohttp asks, instead of being left to the garbage collector.
+_serving_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+
+
+def serving_loop() -> None:
+    """Called by the ASGI application for each request: this loop keeps its session."""
+    _serving_loops.add(asyncio.get_running_loop())
+
+
+async def turn_ended() -> None:
+    if asyncio.get_running_loop() not in _serving_loops:
+        await close_http_client()
 
 
 def _timeout(timeout_s: float) -> aiohttp.ClientTimeout:

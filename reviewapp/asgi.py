@@ -22,6 +22,7 @@ from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from agents import lean_chat_api  # noqa: E402  (imports models: after the setup above)
+from agents.client import serving_loop  # noqa: E402
 
 STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/")
 
@@ -37,6 +38,7 @@ static_application = build_static_app(settings.STATIC_ROOT)
 
 async def application(scope: dict, receive, send) -> None:
     if scope["type"] == "http":
+        serving_loop()  # agent connections stay open between this server's turns
         if scope["path"].startswith(STATIC_PREFIX + "/"):
             await static_application(scope, receive, send)
             return

@@ -32,6 +32,9 @@ def _commands(env: dict[str, str]) -> dict[str, list[str]]:
             "--no-access-log",
             "--lifespan",
             "off",
+            # One process per core by default: a process runs Python on one core at a time.
+            "--workers",
+            env.get("WEB_WORKERS") or str(os.cpu_count() or 1),
         ],
         "worker": [
             str(BIN / "celery"),

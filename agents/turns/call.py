@@ -17,7 +17,15 @@ from urllib.parse import urlsplit
 from asgiref.sync import sync_to_async
 
 from agents.auth import AgentAuthError, auth_headers
-from agents.client import AgentCallError, NotAStream, StreamReader, excerpt, get_json, post_json
+from agents.client import (
+    AgentCallError,
+    NotAStream,
+    StreamReader,
+    excerpt,
+    get_json,
+    post_json,
+    turn_ended,
+)
 from agents.models import AgentSchema, AuthKind, Deployment, EndpointKind, RequestLog
 from agents.schemas import (
     AgentReply,
@@ -78,6 +86,7 @@ async def run_turn(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnE
                 yield event
     finally:
         started.slot.release()
+        await turn_ended()
 
 
 async def _call(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEvent]:

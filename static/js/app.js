@@ -58,6 +58,14 @@
   document.addEventListener("htmx:beforeRequest", function (event) {
     if (event.target.id === "composer") startWaiting();
   });
+  // 503: the app carries as many messages as it may. The server's own (escaped) fragment says
+  // so and when to try again; htmx leaves 5xx answers unswapped unless told.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var config = event.detail.requestConfig;
+    if (!config || config.elt.id !== "composer" || event.detail.xhr.status !== 503) return;
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  });
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.target.id !== "composer") return;
     stopWaiting();

@@ -137,7 +137,7 @@
   function refused(html, status) {
     current.placeholder.remove();
     var error = document.getElementById("composer-error");
-    if (status === 422) error.innerHTML = html; // our own escaped error fragment
+    if (status === 422 || status === 503) error.innerHTML = html; // our own escaped fragment
     else error.textContent = "The app refused the message (HTTP " + status + ").";
   }
 

@@ -124,3 +124,36 @@ def test_a_document_with_script_is_shown_not_run(
     assert document.locator("a").count() == 0  # a javascript: URI is never a link
     assert document.locator("img, script").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_busy_app_says_so_under_the_message_box_and_keeps_the_message(
+    page: Page,
+    asgi_live_server,
+    reviewer_login,
+    deployment_factory,
+    demo_agent,
+    settings,
+    streaming,
+):
+    from agents.models import Conversation, RequestLog
+
+    endpoint = "agents_main-demo-chat_agent" if streaming else "agents_main-demo-rag_agent"
+    deployment = deployment_factory(
+        endpoint_name=endpoint,
+        query_endpoint=f"{demo_agent.url}/serving-endpoints/{endpoint}/invocations",
+        agent_schema="chat_agent" if streaming else "chat_completions",
+        streaming=streaming,
+    )
+    settings.CHAT_MAX_TURNS_IN_FLIGHT = 0  # every turn is one too many
+    page.goto(f"{asgi_live_server.url}/login/?next=/chat/{deployment.pk}/")
+    page.get_by_label("Username").fill("rev")
+    page.get_by_label("Password").fill("a-long-password")
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_label("Message").fill("Anyone there?")
+    page.keyboard.press("Enter")
+    expect(page.locator("#composer-error")).to_contain_text("busy", timeout=10_000)
+    expect(page.locator("#composer-error")).to_contain_text("Try again in 2 s")
+    expect(page.get_by_label("Message")).to_have_value("Anyone there?")
+    assert not RequestLog.objects.exists() and not Conversation.objects.exists()

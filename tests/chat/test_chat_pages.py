@@ -69,6 +69,23 @@ def test_invalid_custom_inputs_show_an_error_and_send_nothing(client, stakeholde
     assert not RequestLog.objects.exists() and not Conversation.objects.exists()
 
 
+@pytest.mark.parametrize("suffix", ["send/", "stream/"])
+def test_past_the_cap_a_send_is_refused_with_503_and_nothing_is_written(
+    client, stakeholder, demo_deployment, settings, suffix
+):
+    settings.CHAT_MAX_TURNS_IN_FLIGHT = 0
+    client.force_login(stakeholder)
+    data = {"message": "Hi", "custom_inputs": "{}"}
+    response = client.post(chat_url(demo_deployment, suffix), data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "2"
+    assert response["HX-Retarget"] == "#composer-error"
+    assert "busy" in response.content.decode()
+    assert not RequestLog.objects.exists() and not Conversation.objects.exists()
+    settings.CHAT_MAX_TURNS_IN_FLIGHT = 5
+    assert post_message(client, demo_deployment).status_code == 200  # and it recovers
+
+
 def test_the_editor_is_checked_while_typing(client, stakeholder, demo_deployment):
     demo_deployment.custom_inputs_schema = {
         "type": "object",

@@ -8,6 +8,7 @@ Register with `pytest_plugins = ["tests.support.asgi_server"]`; fixture `asgi_li
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ class AsgiLiveServer:
 def asgi_live_server(transactional_db, settings, tmp_path) -> Iterator[AsgiLiveServer]:
     import uvicorn
 
+    from agents.client import close_http_client
     from reviewapp import asgi
 
     settings.STATIC_ROOT = tmp_path / "static"
@@ -52,7 +54,14 @@ def asgi_live_server(transactional_db, settings, tmp_path) -> Iterator[AsgiLiveS
         access_log=False,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        finally:
+            await close_http_client()  # this loop's agent session, before the loop ends
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not server.started:

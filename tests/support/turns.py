@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from asgiref.sync import async_to_sync
 
 from agents import turns
-from agents.client import close_http_client
 from agents.models import RequestLog
 from agents.turns.start import UNSET
 
@@ -45,18 +44,15 @@ def chat_turn(
     `error` is set."""
 
     async def run() -> RequestLog:
-        try:
-            started = await turns.turn_start(
-                user=user,
-                deployment_id=deployment.pk,
-                message=message,
-                custom_inputs=custom_inputs,
-                conversation_id=conversation.pk if conversation is not None else None,
-                history=history,
-                idempotency_key=idempotency_key,
-            )
-            return await turns.send_turn(started)
-        finally:
-            await close_http_client()  # its event loop ends with this call
+        started = await turns.turn_start(
+            user=user,
+            deployment_id=deployment.pk,
+            message=message,
+            custom_inputs=custom_inputs,
+            conversation_id=conversation.pk if conversation is not None else None,
+            history=history,
+            idempotency_key=idempotency_key,
+        )
+        return await turns.send_turn(started)  # its agent session closes with the turn
 
     return async_to_sync(run)()
