@@ -9,7 +9,7 @@ Every figure is measured on both sides in the same run, on the same machine: a t
 app (POST /api/v1/deployments/{id}/chat/ with a reviewer's DRF token, into a conversation its
 first turn opened, served by ONE `uvicorn reviewapp.asgi:application --lifespan off
 --no-access-log` process) and the very same request straight to the demo agent (the body the app
-sent, read back from the turn's request_raw). The clients (proxy_parts/wire.py) are one asyncio
+sent, read back from the turn's request_raw). The clients (chat_load/wire.py) are one asyncio
 HTTP/1.1 keep-alive connection each, in this process, sending turns back to back.
 
 Parts (--only picks some):
@@ -45,11 +45,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script: make `agents` importable; bench/ itself is on sys.path (the script's directory).
 sys.path.insert(0, str(REPO_ROOT))
 
-from proxy_parts.machine import raise_open_files_limit  # noqa: E402  (after the path is set)
+from harness import config  # noqa: E402  (after the path is set)
+from harness.config import DEFAULT_BROKER_URL, DEFAULT_DATABASE_URL  # noqa: E402
+from harness.machine import raise_open_files_limit  # noqa: E402
+from harness.processes import DemoAgent  # noqa: E402
 from ratings import code_version  # noqa: E402
-from ratings_parts import config  # noqa: E402
-from ratings_parts.config import DEFAULT_BROKER_URL, DEFAULT_DATABASE_URL  # noqa: E402
-from ratings_parts.processes import DemoAgent  # noqa: E402
 
 PARTS = ("latency", "inflight", "stream")
 # name: (full run, --quick); a flag given on the command line wins over both.
@@ -111,7 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--fresh-db", action="store_true", help="drop and re-create it first")
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL, help="a dedicated Redis db")
-    # ratings_parts.processes.start_web reads these: the app exactly as run_all.py serves it.
+    # harness.processes.start_web reads these: the app exactly as run_all.py serves it.
     parser.set_defaults(server="uvicorn", conn_max_age=None, db_reuse_max=None)
     args = parser.parse_args(argv)
     for name, (full, quick) in SIZES.items():
@@ -127,11 +127,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)  # --help exits here, before any database or process is touched
-    config.configure(args)
+    config.configure(args, prefix="bench-proxy-")
     # These import Django models: only after django.setup() in configure().
-    from proxy_parts.parts import measure_inflight, measure_profile, measure_rounds
-    from proxy_parts.report import print_inflight, print_rounds
-    from proxy_parts.setup import PgBackends, set_up, turns_delete
+    from chat_load.report import print_inflight, print_rounds
+    from chat_load.runs import measure_inflight, measure_profile, measure_rounds
+    from chat_load.setup import set_up, turns_delete
+    from harness.database import PgBackends
 
     clients = max([*args.clients, args.inflight_clients, *args.stream_clients])
     raise_open_files_limit(3 * clients + 1000)

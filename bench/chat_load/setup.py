@@ -1,6 +1,6 @@
 """Set-up in the benchmark database: reviewers with tokens, the three deployments (a fast agent,
 a 3 s agent, a streaming one), emptying their turns, and reading the body the app sent.
-Imports Django models: import it after ratings_parts.config.configure()."""
+Imports Django models: import it after harness.config.configure()."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import json
 
 from django.core.management import call_command
 from django.db import connection
-from ratings_parts.config import psycopg_connect
-from ratings_parts.processes import DemoAgent
-from ratings_parts.setup import Reviewer, reviewers_ensure
+from harness.processes import DemoAgent
+from harness.reviewers import Reviewer, reviewers_ensure
 
 from agents import services as agent_services
 from agents.models import Deployment, RequestLog
@@ -88,20 +87,3 @@ def request_sent(deployment: Deployment) -> bytes:
 
 def turns_logged(deployment: Deployment) -> int:
     return RequestLog.objects.filter(deployment=deployment).count()
-
-
-class PgBackends:
-    """The pids of the benchmark database's backends but ours (for their CPU time)."""
-
-    def __init__(self):
-        self.conn = psycopg_connect()
-
-    def __call__(self) -> list[int]:
-        sql = (
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
-        return [pid for (pid,) in self.conn.execute(sql).fetchall()]
-
-    def close(self) -> None:
-        self.conn.close()

@@ -10,16 +10,17 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from ratings_parts import config
-from ratings_parts.processes import DemoAgent, Service, free_port, start_web
-from ratings_parts.setup import Reviewer
-from ratings_parts.stats import percentile, wait_until_quiet
+from harness import config
+from harness.database import PgBackends
+from harness.machine import CpuWindow, proc_status, wait_until_quiet
+from harness.processes import DemoAgent, Service, free_port, start_web
+from harness.reviewers import Reviewer
+from harness.stats import percentile
 
 from . import profiling
-from .load import AppClient, DirectClient, Results, Stop, close_all, run_clients
-from .machine import CpuWindow, proc_status
+from .clients import AppClient, DirectClient, Results, Stop, close_all, run_clients
 from .phases import InflightResult, RoundsResult, alternating_rounds, inflight
-from .setup import PgBackends, agent_endpoint, request_sent
+from .setup import agent_endpoint, request_sent
 
 
 def _port(base_url: str) -> int:
@@ -162,7 +163,7 @@ def measure_inflight(
 
 
 def measure_profile(deployment, people: list[Reviewer], cpu_ms_per_turn: float | None) -> None:
-    """The app under cProfile (proxy_parts/profiling.py) while 50 clients chat with the fast
+    """The app under cProfile (chat_load/profiling.py) while 50 clients chat with the fast
     agent for --profile seconds, after a warm-up; then where its time went."""
     args = config.ARGS
     port = free_port()

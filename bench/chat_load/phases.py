@@ -10,8 +10,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .load import Results, Stop, run_clients
-from .machine import CpuUse, CpuWindow, MemorySampler
+from harness.machine import CpuUse, CpuWindow, MemorySampler
+
+from .clients import Results, Stop, run_clients
 
 SIDES = ("direct", "app")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ratings_parts.stats import percentile
+from harness.machine import CpuUse
+from harness.stats import percentile
 
-from .machine import CpuUse
 from .phases import SIDES, InflightResult, RoundsResult
 
 PCTS = (50, 90, 99)
