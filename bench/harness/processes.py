@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -29,16 +30,26 @@ def child_env() -> dict[str, str]:
 
 
 class Service:
-    """A child process in its own process group, its output in a log file under VAR_DIR."""
+    """A child process in its own process group, its output in a log file under VAR_DIR.
+    `env` is added to this process's environment, or with `inherit_env=False` is all of it
+    (for a program that must not see the app's DATABASE_URL and the like)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        inherit_env: bool = True,
+        cwd: Path = REPO_ROOT,
+    ):
         self.name = name
         self.log_path = config.VAR_DIR / f"{name}.log"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv,
-                cwd=REPO_ROOT,
-                env={**child_env(), **(env or {})},
+                cwd=cwd,
+                env={**(child_env() if inherit_env else {}), **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
