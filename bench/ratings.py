@@ -49,22 +49,21 @@ from typing import TYPE_CHECKING
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script: make `agents`, `feedback` importable; bench/ itself is on sys.path already
-# (the script's directory), which makes `ratings_parts` importable.
+# (the script's directory), which makes `harness` and `rating_measures` importable.
 sys.path.insert(0, str(REPO_ROOT))
 
-from ratings_parts import config  # noqa: E402  (after the path is set)
-from ratings_parts.config import (  # noqa: E402
-    DEFAULT_BROKER_URL,
-    DEFAULT_DATABASE_URL,
-    FORWARD_TARGET_PER_S,
-    P99_TARGET_MS,
-)
-from ratings_parts.processes import DemoAgent, experiments  # noqa: E402
-from ratings_parts.stats import percentile, wait_until_quiet  # noqa: E402
+from harness import config  # noqa: E402  (after the path is set)
+from harness.config import DEFAULT_BROKER_URL, DEFAULT_DATABASE_URL  # noqa: E402
+from harness.machine import wait_until_quiet  # noqa: E402
+from harness.processes import DemoAgent, experiments  # noqa: E402
+from harness.stats import percentile  # noqa: E402
 
 if TYPE_CHECKING:
-    from ratings_parts.forwarding import ForwardResult
-    from ratings_parts.post_load import LoadResult
+    from rating_measures.forwarding import ForwardResult
+    from rating_measures.post_load import LoadResult
+
+P99_TARGET_MS = 25.0
+FORWARD_TARGET_PER_S = 1000.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -155,7 +154,7 @@ def print_tables(loads: list[LoadResult], forwards: list[ForwardResult]) -> None
                 f"{'x' + str(r.web_workers):<8} {r.name:<26} {len(lat):>6} {r.rate:>7.1f} "
                 f"{percentile(lat, 50):>6.1f} {percentile(lat, 90):>6.1f} "
                 f"{percentile(lat, 99):>6.1f} {max(lat, default=float('nan')):>7.1f} "
-                f"{sum(r.errors.values()):>6} {r.cpu['machine_busy_pct']:>7.0f}% "
+                f"{sum(r.errors.values()):>6} {r.cpu.machine_busy_pct:>7.0f}% "
                 f"{r.pg_sessions / max(1, len(lat)):>13.2f}"
             )
     if forwards:
@@ -185,17 +184,17 @@ def code_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)  # --help exits here, before any database or process is touched
-    config.configure(args)
+    config.configure(args, prefix="bench-ratings-")
     # These import Django models: only after django.setup() in configure().
-    from ratings_parts.forwarding import measure_forward, print_forward
-    from ratings_parts.in_process import (
+    from rating_measures.forwarding import measure_forward, print_forward
+    from rating_measures.in_process import (
         batch_breakdown,
         post_breakdown,
         print_batch_breakdown,
         print_breakdown,
     )
-    from ratings_parts.post_load import measure_post
-    from ratings_parts.setup import reset_ratings, set_up
+    from rating_measures.post_load import measure_post
+    from rating_measures.setup import reset_ratings, set_up
 
     # SIGTERM (and SIGINT, even when started in the background) stops the children first.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

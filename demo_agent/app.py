@@ -285,6 +285,9 @@ def create_app(config: AgentConfig | None = None) -> Starlette:
     routes = [
         Route("/health", health, methods=["GET"]),
         Route(f"{prefix}/invocations", invocations, methods=["POST"]),
+        # The same turn for OpenAI clients given `{prefix}` as their base URL (they append
+        # /chat/completions): bench/proxy.py routes LiteLLM's proxy to the agent this way.
+        Route(f"{prefix}/chat/completions", invocations, methods=["POST"]),
         # Listed before the generic served-model route, which would otherwise match "feedback".
         Route(
             f"{prefix}/served-models/feedback/invocations", feedback_invocations, methods=["POST"]

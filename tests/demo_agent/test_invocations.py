@@ -114,6 +114,19 @@ def test_a_served_model_route_answers_like_the_endpoint(demo_agent):
     assert len(response.json()["custom_outputs"]["retrieved_chunk_ids"]) == 2
 
 
+def test_an_openai_client_given_the_endpoint_as_base_url_gets_the_turn(demo_agent):
+    # OpenAI clients (LiteLLM's proxy in bench/proxy.py) append /chat/completions to their
+    # base URL and send `model`; the endpoint's name still picks the schema.
+    url = f"{demo_agent.url}/serving-endpoints/ep/chat/completions"
+    body = chat_body(model="ep", databricks_options={"return_trace": True})
+    response = httpx.post(url, json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    reply = response.json()
+    assert reply["object"] == "chat.completion"
+    assert answer_text(response)
+    assert reply["databricks_output"]["trace"]["info"]["trace_id"].startswith("tr-")
+
+
 def test_the_conversation_id_is_recorded_as_the_trace_session(demo_agent):
     body = chat_body(databricks_options={"return_trace": True, "conversation_id": "conv-42"})
     trace = Trace.from_dict(invoke(demo_agent, body).json()["databricks_output"]["trace"])

@@ -1,5 +1,5 @@
-"""The measurements: alternating rounds through the app and straight to the agent (added latency,
-time to first token), and a thousand turns in flight (throughput, errors, memory)."""
+"""The measurements: alternating rounds of every side (added latency, time to first token), and
+a thousand turns in flight (throughput, errors, memory)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .load import Results, Stop, run_clients
-from .machine import CpuUse, CpuWindow, MemorySampler
+from harness.machine import CpuUse, CpuWindow, MemorySampler
 
-SIDES = ("direct", "app")
+from .clients import Results, Stop, run_clients
+
+DIRECT = "direct"
 
 
 def combined(uses: list[CpuUse]) -> CpuUse:
@@ -28,11 +29,12 @@ def combined(uses: list[CpuUse]) -> CpuUse:
 
 @dataclass
 class RoundsResult:
-    """Both sides of the alternating rounds: every turn's reply, the seconds under load and the
-    CPU each side used."""
+    """Every side of the alternating rounds: every turn's reply, the seconds under load and the
+    CPU used while each side ran (by process: a proxy's process is named as its side)."""
 
     name: str
     clients: int
+    sides: list[str]
     results: dict[str, Results] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, CpuUse] = field(default_factory=dict)
@@ -46,6 +48,13 @@ class RoundsResult:
     def rate(self, side: str) -> float:
         return len(self.results[side].replies) / max(self.seconds[side], 1e-9)
 
+    def proxy_cpu_ms(self, side: str) -> float | None:
+        """CPU the side's own proxy process used per turn, ms (None for direct)."""
+        if side == DIRECT:
+            return None
+        turns = max(1, len(self.results[side].replies))
+        return 1000 * self.cpu[side].seconds.get(side, 0.0) / turns
+
 
 async def alternating_rounds(
     name: str,
@@ -57,24 +66,26 @@ async def alternating_rounds(
     cpu_of: dict[str, int],
     pg_pids,
 ) -> RoundsResult:
-    """Warm both sides up (`warmup_turns` per client, unrecorded), then `rounds` rounds of
-    `round_s` per side, direct first in even rounds and the app first in odd ones, so both see
-    the same load on the box. A turn started in a round is waited for and recorded."""
-    for side in SIDES:
+    """Warm every side up (`warmup_turns` per client, unrecorded), then `rounds` rounds of
+    `round_s` per side, one side at a time, in the order of `clients` in even rounds and the
+    reverse in odd ones, so that on average all see the same load on the box. A turn started in
+    a round is waited for and recorded."""
+    sides = list(clients)
+    for side in sides:
         await run_clients(clients[side], Results(), Stop(), turns_each=warmup_turns)
-    result = RoundsResult(name, len(clients["app"]))
-    uses: dict[str, list[CpuUse]] = {side: [] for side in SIDES}
-    for side in SIDES:
+    result = RoundsResult(name, len(clients[sides[0]]), sides)
+    uses: dict[str, list[CpuUse]] = {side: [] for side in sides}
+    for side in sides:
         result.results[side], result.seconds[side] = Results(), 0.0
     for round_no in range(rounds):
-        for side in SIDES if round_no % 2 == 0 else SIDES[::-1]:
+        for side in sides if round_no % 2 == 0 else sides[::-1]:
             with CpuWindow(cpu_of, pg_pids) as cpu:
                 started = time.perf_counter()
                 stop = Stop(started + round_s)
                 await run_clients(clients[side], result.results[side], stop)
                 result.seconds[side] += time.perf_counter() - started
             uses[side].append(cpu.use)
-    result.cpu = {side: combined(uses[side]) for side in SIDES}
+    result.cpu = {side: combined(uses[side]) for side in sides}
     return result
 
 
@@ -105,6 +116,13 @@ class InflightResult:
     @property
     def latencies_ms(self) -> list[float]:
         return [r.latency_ms for r in self.completed]
+
+    @property
+    def proxy_cpu_ms(self) -> float | None:
+        """CPU the side's own proxy process used per turn that ended in the window, ms."""
+        if self.side == DIRECT or self.cpu is None:
+            return None
+        return 1000 * self.cpu.seconds.get(self.side, 0.0) / max(1, len(self.completed))
 
 
 async def inflight(

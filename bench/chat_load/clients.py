@@ -1,5 +1,6 @@
 """Simulated clients and the loops that run them: each client sends a turn, waits for the whole
-answer, and sends the next (closed loop), through the app or straight to the agent."""
+answer, and sends the next (closed loop), through the app, straight to the agent, or through
+one of the other proxies."""
 
 from __future__ import annotations
 
@@ -61,14 +62,23 @@ class AppClient:
         return reply
 
 
-class DirectClient:
-    """The same turn sent straight to the agent: the body the app sent, as it sent it."""
+class ForwardedClient:
+    """The same turn without the app: straight to the agent (side "direct"), or through a
+    proxy of the comparison (bench/bare_proxy.py, LiteLLM's). The body is the one the app sent
+    the agent, as it sent it (LiteLLM's clients add the model name to it)."""
 
-    side = "direct"
-
-    def __init__(self, port: int, path: str, body: bytes, stream: bool = False):
+    def __init__(
+        self,
+        side: str,
+        port: int,
+        path: str,
+        body: bytes,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+    ):
+        self.side = side
         self.conn = Connection("127.0.0.1", port)
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **(headers or {})}
         if stream:
             headers["Accept"] = "text/event-stream"  # as the app's stream reader asks
         self.request = request_bytes("POST", f"127.0.0.1:{port}", path, headers, body)

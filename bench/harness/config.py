@@ -1,4 +1,5 @@
-"""The run's arguments and constants, and the environment Django is set up in."""
+"""The run's arguments, its temp dir, and the environment Django is set up in (the benchmark's
+PostgreSQL database and Redis db)."""
 
 from __future__ import annotations
 
@@ -15,30 +16,21 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/reviewapp_bench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/14"
-MODEL_NAME, ENDPOINT_NAME = "main.bench.ratings_agent", "bench-ratings-agent"
-P99_TARGET_MS = 25.0
-FORWARD_TARGET_PER_S = 1000.0
-QUESTIONS = (
-    "What is MLflow tracing?",
-    "How do I deploy an agent on Databricks model serving?",
-    "How does agent evaluation judge retrieval?",
-    "What does a retriever span record?",
-    "How are review app ratings stored?",
-)
 
 # Set by configure(): the parsed arguments, and the temp dir of logs (and the settings module).
 ARGS: argparse.Namespace
 VAR_DIR: Path
 
 
-def configure(args: argparse.Namespace) -> None:
-    """Keep the arguments, make the temp dir, point Django at the benchmark's database and
-    Redis db (the database created if missing), and set Django up."""
+def configure(args: argparse.Namespace, prefix: str) -> None:
+    """Keep the arguments, make the temp dir (named `prefix`...), point Django at the
+    benchmark's database and Redis db (the database created if missing), and set Django up.
+    `args` needs database_url, broker_url and fresh_db."""
     global ARGS, VAR_DIR
     if urllib.parse.urlsplit(args.broker_url).path.strip("/") in ("", "0"):
         raise SystemExit("--broker-url must name a dedicated Redis database (it is flushed), not 0")
     ARGS = args
-    VAR_DIR = Path(tempfile.mkdtemp(prefix="bench-ratings-"))
+    VAR_DIR = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update(
         {
             "VAR_DIR": str(VAR_DIR),
@@ -47,7 +39,7 @@ def configure(args: argparse.Namespace) -> None:
             "CELERY_BROKER_URL": args.broker_url,
         }
     )
-    os.environ.setdefault("SECRET_KEY", "bench-ratings-" + "k" * 50)
+    os.environ.setdefault("SECRET_KEY", "bench-" + "k" * 50)
     os.environ.pop("DEBUG", None)  # production settings: DEBUG off
     ensure_database(args.database_url, fresh=args.fresh_db)
     import django

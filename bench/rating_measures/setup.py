@@ -1,6 +1,6 @@
 """Set-up: the database, reviewers and their tokens, the deployment, real turns; the rating
 body; and emptying the rating tables between phases. Imports Django models: import it after
-config.configure()."""
+harness.config.configure()."""
 
 from __future__ import annotations
 
@@ -8,27 +8,26 @@ import time
 from dataclasses import dataclass
 
 import redis
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from harness import config
+from harness.processes import DemoAgent
+from harness.reviewers import Reviewer, reviewers_ensure
 
 from agents import chat
 from agents import services as agent_services
 from agents.models import Deployment, RequestLog
 from agents.selectors import trace_normalized
-from reviewapp import roles
-from reviewapp.setup import ensure_roles, user_set_role
+from reviewapp.setup import ensure_roles
 
-from . import config
-from .config import ENDPOINT_NAME, MODEL_NAME, QUESTIONS
-from .processes import DemoAgent
-
-
-@dataclass
-class Reviewer:
-    user: object
-    token: str
+MODEL_NAME, ENDPOINT_NAME = "main.bench.ratings_agent", "bench-ratings-agent"
+QUESTIONS = (
+    "What is MLflow tracing?",
+    "How do I deploy an agent on Databricks model serving?",
+    "How does agent evaluation judge retrieval?",
+    "What does a retriever span record?",
+    "How are review app ratings stored?",
+)
 
 
 @dataclass
@@ -52,22 +51,6 @@ def reset_ratings() -> None:
     redis.Redis.from_url(config.ARGS.broker_url).flushdb()
 
 
-def reviewers_ensure(count: int, prefix: str = "bench-reviewer") -> list[Reviewer]:
-    """`count` users named `{prefix}-NNN` with the reviewer role and a DRF token (bench/proxy.py
-    uses it too); those of earlier runs are reused."""
-    User = get_user_model()
-    people = []
-    for i in range(count):
-        user, created = User.objects.get_or_create(
-            username=f"{prefix}-{i:03d}", defaults={"email": f"{prefix}-{i:03d}@example.com"}
-        )
-        if created or not roles.can_review(user):
-            user_set_role(user=user, role=roles.REVIEWER)
-        token, _ = Token.objects.get_or_create(user=user)
-        people.append(Reviewer(user, token.key))
-    return people
-
-
 def set_up(agent: DemoAgent, reviewers: int, turns: int) -> tuple[list[Reviewer], list[Turn]]:
     """The database migrated, `reviewers` reviewers with tokens, the deployment pointed at this
     run's demo agent, and `turns` chat turns of it (those of earlier runs are reused)."""
@@ -76,7 +59,7 @@ def set_up(agent: DemoAgent, reviewers: int, turns: int) -> tuple[list[Reviewer]
     fields = {
         "display_name": "Bench ratings agent",
         "endpoint_name": ENDPOINT_NAME,
-        "query_endpoint": agent.query_endpoint,
+        "query_endpoint": agent.invocations_url(ENDPOINT_NAME),
         "agent_schema": "chat_completions",
         "feedback_sink": "databricks_feedback",
         "feedback_endpoint": "",  # derived: the demo agent's feedback endpoint
@@ -88,7 +71,7 @@ def set_up(agent: DemoAgent, reviewers: int, turns: int) -> tuple[list[Reviewer]
         )
     else:  # the demo agent has a new port every run
         deployment = agent_services.deployment_update(deployment=deployment, **fields)
-    people = reviewers_ensure(reviewers)
+    people = reviewers_ensure(reviewers, prefix="bench-reviewer")
     existing = list(
         RequestLog.objects.filter(deployment=deployment, error="").order_by("pk")[:turns]
     )

@@ -10,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
 from . import config
-from .config import BIN, ENDPOINT_NAME, REPO_ROOT
+from .config import BIN, REPO_ROOT
 
 
 def free_port() -> int:
@@ -29,16 +30,26 @@ def child_env() -> dict[str, str]:
 
 
 class Service:
-    """A child process in its own process group, its output in a log file under VAR_DIR."""
+    """A child process in its own process group, its output in a log file under VAR_DIR.
+    `env` is added to this process's environment, or with `inherit_env=False` is all of it
+    (for a program that must not see the app's DATABASE_URL and the like)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        inherit_env: bool = True,
+        cwd: Path = REPO_ROOT,
+    ):
         self.name = name
         self.log_path = config.VAR_DIR / f"{name}.log"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv,
-                cwd=REPO_ROOT,
-                env={**child_env(), **(env or {})},
+                cwd=cwd,
+                env={**(child_env() if inherit_env else {}), **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -89,12 +100,13 @@ class DemoAgent(Service):
         super().__init__(name, [*argv, "--feedback-log", str(self.feedback_log)])
         self.wait_for(f"{self.url}/health")
 
-    @property
-    def query_endpoint(self) -> str:
-        return f"{self.url}/serving-endpoints/{ENDPOINT_NAME}/invocations"
+    def invocations_url(self, endpoint_name: str) -> str:
+        """A deployment's query endpoint; the name picks the agent's schema (any without
+        "responses", "chat-agent" or "legacy" in it speaks chat completions)."""
+        return f"{self.url}/serving-endpoints/{endpoint_name}/invocations"
 
-    def records(self) -> list[dict]:
-        path = f"/serving-endpoints/{ENDPOINT_NAME}/served-models/feedback/records"
+    def records(self, endpoint_name: str) -> list[dict]:
+        path = f"/serving-endpoints/{endpoint_name}/served-models/feedback/records"
         response = httpx.get(self.url + path, timeout=60)
         response.raise_for_status()
         return response.json()["records"]
@@ -114,10 +126,10 @@ def experiment_env() -> dict[str, str]:
         lines.append(f"CELERY_DB_REUSE_MAX = {args.db_reuse_max}")
     if not lines:
         return {}
-    module = config.VAR_DIR / "bench_ratings_settings.py"
+    module = config.VAR_DIR / "bench_settings.py"
     module.write_text("from reviewapp.settings import *  # noqa: F403\n" + "\n".join(lines) + "\n")
     path = os.pathsep.join([str(config.VAR_DIR), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
-    return {"DJANGO_SETTINGS_MODULE": "bench_ratings_settings", "PYTHONPATH": path}
+    return {"DJANGO_SETTINGS_MODULE": "bench_settings", "PYTHONPATH": path}
 
 
 def experiments() -> str:

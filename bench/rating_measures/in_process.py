@@ -10,15 +10,16 @@ from collections import Counter
 
 import redis
 from django.db import connection
+from harness import config
+from harness.config import REPO_ROOT
+from harness.database import QueryTimer, print_queries
+from harness.processes import DemoAgent
+from harness.reviewers import Reviewer
 
 from feedback.models import Delivery
 
-from . import config
-from .config import REPO_ROOT
 from .forwarding import create_ratings
-from .processes import DemoAgent
-from .setup import Reviewer, Turn, rating_body, reset_ratings, turn_for
-from .stats import QueryTimer, print_queries
+from .setup import Turn, rating_body, reset_ratings, turn_for
 
 
 def post_breakdown(people: list[Reviewer], turns: list[Turn], runs: int = 200) -> dict:

@@ -1,5 +1,6 @@
-"""The benchmark's parts, each against a fresh app process (so its memory figures are its own):
-added latency, time to first token, a thousand turns in flight, and --profile."""
+"""The benchmark's parts, each against a fresh app process and fresh peers (so their memory
+figures are their own): added latency, time to first token, a thousand turns in flight, and
+--profile."""
 
 from __future__ import annotations
 
@@ -8,36 +9,30 @@ import os
 import signal
 import sys
 import time
-from urllib.parse import urlsplit
 
-from ratings_parts import config
-from ratings_parts.processes import DemoAgent, Service, free_port, start_web
-from ratings_parts.setup import Reviewer
-from ratings_parts.stats import percentile, wait_until_quiet
+from harness import config
+from harness.database import PgBackends
+from harness.machine import CpuWindow, proc_status, wait_until_quiet
+from harness.processes import DemoAgent, Service, free_port
+from harness.reviewers import Reviewer
+from harness.stats import percentile
 
 from . import profiling
-from .load import AppClient, DirectClient, Results, Stop, close_all, run_clients
-from .machine import CpuWindow, proc_status
+from .clients import AppClient, Results, Stop, close_all, run_clients
+from .peers import Peers
 from .phases import InflightResult, RoundsResult, alternating_rounds, inflight
-from .setup import PgBackends, agent_endpoint, request_sent
-
-
-def _port(base_url: str) -> int:
-    return int(base_url.rsplit(":", 1)[1])
+from .servers import serving
+from .setup import ENDPOINT_NAME, request_sent
 
 
 def _app_clients(port: int, deployment, people: list[Reviewer], n: int, stream=False) -> list:
     return [AppClient(port, deployment.pk, people[i % len(people)].token, stream) for i in range(n)]
 
 
-def _direct_clients(agent: DemoAgent, body: bytes, n: int, stream=False) -> list:
-    path = urlsplit(agent_endpoint(agent)).path
-    return [DirectClient(agent.port, path, body, stream) for _ in range(n)]
-
-
 def copy_request(port: int, deployment, people: list[Reviewer], stream: bool) -> bytes:
     """Two turns through the app (the first opens the conversation, the second is a turn as the
-    load sends it); the body the app sent the agent for the second is the direct side's."""
+    load sends it); the body the app sent the agent for the second is what the other sides
+    send."""
 
     async def two_turns() -> Results:
         clients = _app_clients(port, deployment, people, 1, stream)
@@ -52,27 +47,36 @@ def copy_request(port: int, deployment, people: list[Reviewer], stream: bool) ->
     if results.errors:
         raise RuntimeError(f"turns through the app failed: {results.error_kinds()}")
     body = request_sent(deployment)
-    print(f"  direct body (the app's, {len(body)} bytes): {body.decode()[:160]}", flush=True)
+    print(f"  the others' body (the app's, {len(body)} bytes): {body.decode()[:160]}", flush=True)
     return body
 
 
 def measure_rounds(
-    deployment, agent: DemoAgent, people: list[Reviewer], pg: PgBackends, *, stream: bool
+    part: str,
+    deployment,
+    agent: DemoAgent,
+    people: list[Reviewer],
+    pg: PgBackends,
+    peers: Peers,
+    *,
+    stream: bool,
 ) -> list[RoundsResult]:
-    """Alternating rounds at each client count (--clients; --stream-clients when `stream`)."""
+    """Alternating rounds of every side (--sides) at each client count (--clients;
+    --stream-clients when `stream`)."""
     args = config.ARGS
-    web, base = start_web(1)
     results = []
-    try:
-        port = _port(base)
-        body = copy_request(port, deployment, people, stream)
+    with serving(agent, agent.invocations_url(ENDPOINT_NAME), peers, part) as servers:
+        sides = servers.sides(args.sides)
+        body = copy_request(servers.web_port, deployment, people, stream)
         for n in args.stream_clients if stream else args.clients:
             wait_until_quiet()
 
             async def run(n: int = n) -> RoundsResult:
                 clients = {
-                    "app": _app_clients(port, deployment, people, n, stream),
-                    "direct": _direct_clients(agent, body, n, stream),
+                    side: servers.clients(
+                        side, n, deployment=deployment, people=people, body=body, stream=stream
+                    )
+                    for side in sides
                 }
                 try:
                     return await alternating_rounds(
@@ -81,53 +85,48 @@ def measure_rounds(
                         rounds=args.rounds,
                         round_s=args.round_s,
                         warmup_turns=args.warmup_turns,
-                        cpu_of={"app": web.pid, "agent": agent.pid},
+                        cpu_of=servers.pids,
                         pg_pids=pg,
                     )
                 finally:
-                    close_all(clients["app"] + clients["direct"])
+                    close_all([c for side_clients in clients.values() for c in side_clients])
 
             results.append(asyncio.run(run()))
             print_rounds_line(results[-1], stream)
-    finally:
-        web.stop()
     return results
 
 
 def print_rounds_line(r: RoundsResult, stream: bool) -> None:
     what = "TTFT" if stream else "latency"
     parts = []
-    for side in ("direct", "app"):
+    for side in r.sides:
         values = r.values(side, ttft=stream)
+        errors = sum(r.results[side].error_kinds().values())
         parts.append(
-            f"{side} n={len(values)} p50 {percentile(values, 50):.2f} "
-            f"p99 {percentile(values, 99):.2f} ms"
+            f"{side} n={len(values)} p50 {percentile(values, 50):.1f} "
+            f"p99 {percentile(values, 99):.1f} ms" + (f" ({errors} errors)" if errors else "")
         )
     print(f"  {what}, {r.clients} clients: " + "; ".join(parts), flush=True)
 
 
 def measure_inflight(
-    deployment, agent: DemoAgent, people: list[Reviewer], pg: PgBackends
+    deployment, agent: DemoAgent, people: list[Reviewer], pg: PgBackends, peers: Peers
 ) -> list[InflightResult]:
-    """--inflight-clients clients back to back against the slow agent: straight to it, then
-    through the app."""
+    """--inflight-clients clients back to back against the slow agent, one side after the
+    other (--sides)."""
     args = config.ARGS
-    latency_s = args.agent_latency_ms / 1000
-    web, base = start_web(1)
+    latency_s = args.inflight_agent_ms / 1000
     results = []
-    try:
-        port = _port(base)
-        body = copy_request(port, deployment, people, stream=False)
+    with serving(agent, agent.invocations_url(ENDPOINT_NAME), peers, "inflight") as servers:
+        body = copy_request(servers.web_port, deployment, people, stream=False)
         n = args.inflight_clients
-        for side in ("direct", "app"):
+        for side in servers.sides(args.sides):
             wait_until_quiet()
-            idle_rss = proc_status(web.pid)["VmRSS"] / 1024
+            process, pid = servers.process_of(side)
+            idle_rss = proc_status(pid)["VmRSS"] / 1024
 
-            async def run(side: str = side) -> InflightResult:
-                if side == "app":
-                    clients = _app_clients(port, deployment, people, n)
-                else:
-                    clients = _direct_clients(agent, body, n)
+            async def run(side: str = side, process: str = process, pid: int = pid):
+                clients = servers.clients(side, n, deployment=deployment, people=people, body=body)
                 try:
                     return await inflight(
                         side,
@@ -136,10 +135,10 @@ def measure_inflight(
                         settle_s=latency_s,
                         warmup_cap_s=args.warmup_cap_s,
                         stagger_s=latency_s,
-                        cpu_of={"app": web.pid, "agent": agent.pid},
+                        cpu_of=servers.pids,
                         pg_pids=pg,
-                        memory_pid=web.pid if side == "app" else agent.pid,
-                        memory_of="app" if side == "app" else "agent",
+                        memory_pid=pid,
+                        memory_of=process,
                         timeout_s=args.timeout_s,
                         drain_s=max(10.0, 3 * latency_s),
                     )
@@ -152,18 +151,16 @@ def measure_inflight(
                 f"  {side}: {n} clients, warm after {result.warmed_s:.1f} s, "
                 f"{len(result.completed)} turns in {result.window_s:g} s = {result.rate:.1f}/s, "
                 f"errors {dict(result.window_errors)}, abandoned at the end {result.abandoned}; "
-                f"{result.memory_of} peak RSS {result.memory.peak_rss_kb / 1024:.0f} MB "
-                f"(the app idle before: {idle_rss:.0f} MB)",
+                f"{process} peak RSS {result.memory.peak_rss_kb / 1024:.0f} MB "
+                f"(idle before: {idle_rss:.0f} MB)",
                 flush=True,
             )
-    finally:
-        web.stop()
     return results
 
 
 def measure_profile(deployment, people: list[Reviewer], cpu_ms_per_turn: float | None) -> None:
-    """The app under cProfile (proxy_parts/profiling.py) while 50 clients chat with the fast
-    agent for --profile seconds, after a warm-up; then where its time went."""
+    """The app under cProfile (chat_load/profiling.py) while 50 clients chat with the agent of
+    the latency part for --profile seconds, after a warm-up; then where its time went."""
     args = config.ARGS
     port = free_port()
     out = config.VAR_DIR / "app.prof"

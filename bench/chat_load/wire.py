@@ -3,8 +3,8 @@ asyncio streams, every request written as one pre-built byte string.
 
 Cheap on purpose: on 2 cores it shares the CPU with the app, the demo agent and PostgreSQL, and
 what it spends is taken from them (httpx or aiohttp cost several times more per request). It
-reads exactly what these two servers send (uvicorn: Content-Length or chunked bodies) and, for
-streams, notes when the first text arrived.
+reads exactly what the servers measured send (uvicorn, aiohttp: Content-Length or chunked
+bodies) and, for streams, notes when the first text arrived.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Both servers are uvicorn, which closes a connection idle for 5 s (its --timeout-keep-alive):
+# uvicorn (the app, the agent, LiteLLM) closes a connection idle for 5 s (--timeout-keep-alive):
 # one idle longer than this is opened again before the clock starts, not raced.
 IDLE_REOPEN_S = 4.0
 

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from harness import config
+from harness.machine import machine_busy_ticks, wait_until_quiet
+from harness.processes import DemoAgent, start_worker
+from harness.reviewers import Reviewer
 
 from feedback import services
 from feedback.models import Delivery, DeliveryAttempt, Rating
 
-from . import config
-from .processes import DemoAgent, start_worker
-from .setup import Reviewer, Turn, rating_body, reset_ratings
-from .stats import machine_busy_ticks, wait_until_quiet
+from .setup import ENDPOINT_NAME, Turn, rating_body, reset_ratings
 
 TASK_LINE = re.compile(r"delivery_send\[[^\]]+\] succeeded in ([0-9.e-]+)s: '(\w+)'")
 
@@ -117,7 +118,7 @@ def measure_forward(
     per_post = {(task, start): size for task, start, size in attempts}
     first_post = min(start for _, start, _ in attempts)
     last_sent = max(Delivery.objects.values_list("sent_at", flat=True))
-    records = agent.records()
+    records = agent.records(ENDPOINT_NAME)
     pairs = {(e["record"]["request_id"], e["record"]["source"]["id"]) for e in records}
     expected = set(Rating.objects.values_list("request__databricks_request_id", "source_id"))
     return ForwardResult(

@@ -1,6 +1,7 @@
-"""Set-up in the benchmark database: reviewers with tokens, the three deployments (a fast agent,
-a 3 s agent, a streaming one), emptying their turns, and reading the body the app sent.
-Imports Django models: import it after ratings_parts.config.configure()."""
+"""Set-up in the benchmark database: reviewers with tokens, the three deployments (one per part:
+the latency part's agent, the 3 s agent of the in-flight part, a streaming one), emptying their
+turns, and reading the body the app sent. Imports Django models: import it after
+harness.config.configure()."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import json
 
 from django.core.management import call_command
 from django.db import connection
-from ratings_parts.config import psycopg_connect
-from ratings_parts.processes import DemoAgent
-from ratings_parts.setup import Reviewer, reviewers_ensure
+from harness.processes import DemoAgent
+from harness.reviewers import Reviewer, reviewers_ensure
 
 from agents import services as agent_services
 from agents.models import Deployment, RequestLog
@@ -18,16 +18,12 @@ from reviewapp.setup import ensure_roles
 
 MODEL_NAME, ENDPOINT_NAME = "main.bench.proxy_agent", "bench-proxy-agent"
 # One deployment per case; the version tells them apart (the model name is the bench's own).
-CASES = {"fast": "1", "slow": "2", "stream": "3"}
-
-
-def agent_endpoint(agent: DemoAgent) -> str:
-    return f"{agent.url}/serving-endpoints/{ENDPOINT_NAME}/invocations"
+CASES = {"latency": "1", "inflight": "2", "stream": "3"}
 
 
 def set_up(agents: dict[str, DemoAgent], users: int) -> tuple[list[Reviewer], dict]:
     """The database migrated, `users` reviewers with tokens, and a deployment per case in
-    `agents` ({"fast": agent, "slow": ..., "stream": ...}) pointed at this run's agent, its
+    `agents` ({"latency": agent, "inflight": ..., "stream": ...}) pointed at this run's agent, its
     turns of earlier runs deleted."""
     call_command("migrate", verbosity=0)
     ensure_roles()
@@ -36,7 +32,7 @@ def set_up(agents: dict[str, DemoAgent], users: int) -> tuple[list[Reviewer], di
         fields = {
             "display_name": f"Bench proxy agent ({case})",
             "endpoint_name": ENDPOINT_NAME,
-            "query_endpoint": agent_endpoint(agent),
+            "query_endpoint": agent.invocations_url(ENDPOINT_NAME),
             "agent_schema": "chat_completions",  # no task lookup before the first turn
             "streaming": case == "stream",
             "feedback_sink": "none",
@@ -69,7 +65,7 @@ def turns_delete(deployments: list[Deployment]) -> None:
 
 
 def request_sent(deployment: Deployment) -> bytes:
-    """The body the app sent the agent in its latest answered turn: the direct side sends the
+    """The body the app sent the agent in its latest answered turn: the other sides send the
     very same bytes' content."""
     turn = (
         RequestLog.objects.filter(deployment=deployment, error="")
@@ -88,20 +84,3 @@ def request_sent(deployment: Deployment) -> bytes:
 
 def turns_logged(deployment: Deployment) -> int:
     return RequestLog.objects.filter(deployment=deployment).count()
-
-
-class PgBackends:
-    """The pids of the benchmark database's backends but ours (for their CPU time)."""
-
-    def __init__(self):
-        self.conn = psycopg_connect()
-
-    def __call__(self) -> list[int]:
-        sql = (
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
-        return [pid for (pid,) in self.conn.execute(sql).fetchall()]
-
-    def close(self) -> None:
-        self.conn.close()

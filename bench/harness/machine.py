@@ -1,5 +1,6 @@
-"""Where the machine's CPU went during a phase (per process, from /proc), and the app process's
-memory, sampled while it runs. Needs no Django."""
+"""Where the machine's CPU went during a phase (per process, from /proc: no extra packages), the
+memory of a process sampled while it runs, waiting for a quiet machine, and the open files limit.
+Needs no Django."""
 
 from __future__ import annotations
 
@@ -10,9 +11,64 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ratings_parts.stats import machine_busy_ticks, tree_cpu_s
+from . import config
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
+
+
+def machine_busy_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces and parentheses)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds used so far by a process and its live descendants (uvicorn's workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                parents[int(entry)] = int(_stat_fields(entry)[1])
+    pids, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in pids]
+        pids.update(children)
+        frontier += children
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat_fields(pid)
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / CLOCK_TICKS
+
+
+def background_busy_pct(seconds: float = 2.0) -> float:
+    """How busy the machine is with nothing of ours running (other people's tests...)."""
+    busy0, total0 = machine_busy_ticks()
+    time.sleep(seconds)
+    busy, total = machine_busy_ticks()
+    return 100 * (busy - busy0) / max(1, total - total0)
+
+
+def wait_until_quiet() -> float:
+    """Wait (up to --quiet-wait s) until the machine is less busy than --quiet-below %;
+    returns the background figure last seen."""
+    args = config.ARGS
+    deadline = time.monotonic() + args.quiet_wait
+    while True:
+        busy = background_busy_pct()
+        if args.quiet_below is None or busy <= args.quiet_below or time.monotonic() > deadline:
+            return busy
+        print(f"  (machine {busy:.0f} % busy with other work; waiting)", flush=True)
 
 
 def raise_open_files_limit(needed: int) -> None:

@@ -10,13 +10,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+from harness import config
+from harness.database import PgConnections
+from harness.machine import CpuUse, CpuWindow, wait_until_quiet
+from harness.processes import start_web
+from harness.reviewers import Reviewer
+from harness.stats import percentile
 
 from feedback.models import Rating
 
-from . import config
-from .processes import start_web
-from .setup import Reviewer, Turn, rating_body, reset_ratings, turn_for
-from .stats import CpuWindow, PgConnections, percentile, wait_until_quiet
+from .setup import Turn, rating_body, reset_ratings, turn_for
 
 
 @dataclass
@@ -27,7 +30,7 @@ class LoadResult:
     seconds: float
     errors: Counter
     lag_ms: list[float] = field(default_factory=list)  # open loop: late starts
-    cpu: dict[str, float] = field(default_factory=dict)
+    cpu: CpuUse | None = None  # "web server" and "load client"
     versions: int = 0  # ratings that replaced the reviewer's earlier one of the same turn
     pg_peak: int = 0  # most backends of the benchmark database at once
     pg_sessions: int = 0  # Postgres sessions opened during the phase
@@ -164,10 +167,10 @@ def measure_post(people: list[Reviewer], turns: list[Turn]) -> list[LoadResult]:
             for name, phase in phases:
                 reset_ratings()
                 background = wait_until_quiet()
-                with PgConnections() as pg, CpuWindow(web.pid) as cpu:
+                with PgConnections() as pg, CpuWindow({"web server": web.pid}) as cpu:
                     poster, took, lags = asyncio.run(phase())
                 result = LoadResult(name, workers, poster.latencies, took, poster.errors, lags)
-                result.cpu = cpu.result
+                result.cpu = cpu.use
                 result.versions = Rating.objects.filter(is_current=False).count()
                 result.pg_peak, result.pg_sessions = pg.peak, pg.sessions
                 result.background_pct = background
@@ -192,8 +195,8 @@ def print_load(r: LoadResult) -> None:
     extra = f"late starts p99 {percentile(r.lag_ms, 99):.1f} ms, " if r.lag_ms else ""
     extra += f"background before: {r.background_pct:.0f} %; "
     print(
-        f"      {extra}CPU of 2 cores: machine {cpu['machine_busy_pct']:.0f} %, "
-        f"web server {cpu['server_cpu_pct']:.0f} %, load client {cpu['client_cpu_pct']:.0f} %; "
+        f"      {extra}CPU of 2 cores: machine {cpu.machine_busy_pct:.0f} %, "
+        f"web server {cpu.pct('web server'):.0f} %, load client {cpu.pct('load client'):.0f} %; "
         f"new versions (re-ratings): {r.versions}"
     )
     print(
