@@ -140,12 +140,17 @@ MEASUREMENTS: dict[str, Callable[[Case, int], Timing]] = {
 
 
 def measure_chat_turn(runs: int) -> dict[str, float]:
-    """A chat turn with the demo agent (a real MLflow trace of 3 spans), through agents.chat as
-    the chat page sends it; and what making that trace's outline costs within it."""
-    from agents import chat
+    """A chat turn with the demo agent (a real MLflow trace of 3 spans), through the turn
+    service as the chat page sends it; and what making that trace's outline costs within it."""
+    from django.contrib.auth.models import Group
+
+    from agents.conversations import conversation_create
+    from reviewapp import roles
     from tests.support.demo_agent import run_demo_agent
+    from tests.support.turns import chat_turn
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
+    user.groups.add(Group.objects.get_or_create(name=roles.STAKEHOLDER)[0])
     with run_demo_agent() as agent:
         deployment = Deployment.objects.create(
             model_name="main.demo.rag_agent",
@@ -153,10 +158,10 @@ def measure_chat_turn(runs: int) -> dict[str, float]:
             query_endpoint=agent.invocations_url("agents_main-demo-rag_agent"),
             agent_schema="chat_completions",
         )
-        conversation = chat.conversation_create(deployment=deployment, user=user)
+        conversation = conversation_create(deployment=deployment, user=user)
 
         def one_turn() -> RequestLog:
-            return chat.chat_turn(
+            return chat_turn(
                 deployment=deployment,
                 user=user,
                 conversation=conversation,
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     chat_figures = None if args.no_chat else measure_chat_turn(max(args.runs, 20))
     print_table(rows)
     if chat_figures:
-        print("\nChat turn with the demo agent (agents.chat.chat_turn):")
+        print("\nChat turn with the demo agent (the turn service, tests.support.turns.chat_turn):")
         for label, value in chat_figures.items():
             print(f"  {label:<40} {value:>10,.3f}")
     for case, figures in paints:

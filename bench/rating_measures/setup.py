@@ -14,11 +14,12 @@ from harness import config
 from harness.processes import DemoAgent
 from harness.reviewers import Reviewer, reviewers_ensure
 
-from agents import chat
 from agents import services as agent_services
+from agents.conversations import conversation_create
 from agents.models import Deployment, RequestLog
 from agents.selectors import trace_normalized
 from reviewapp.setup import ensure_roles
+from tests.support.turns import chat_turn  # the turn service, from synchronous code
 
 MODEL_NAME, ENDPOINT_NAME = "main.bench.ratings_agent", "bench-ratings-agent"
 QUESTIONS = (
@@ -78,8 +79,8 @@ def set_up(agent: DemoAgent, reviewers: int, turns: int) -> tuple[list[Reviewer]
     started = time.perf_counter()
     for i in range(len(existing), turns):
         asker = people[i % reviewers].user
-        conversation = chat.conversation_create(deployment=deployment, user=asker)
-        turn = chat.chat_turn(
+        conversation = conversation_create(deployment=deployment, user=asker)
+        turn = chat_turn(
             deployment=deployment,
             user=asker,
             conversation=conversation,
