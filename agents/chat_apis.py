@@ -96,7 +96,11 @@ class TurnOutputSerializer(serializers.Serializer):
         if turn.error:
             data["error"] = {"message": turn.error, "detail": turn.error_detail}
         if self.context.get("with_trace"):
-            data["trace"] = normalize_trace(turn.trace).to_dict() if turn.trace else None
+            # A turn just saved carries its trace normalized (agents/turns/record.py).
+            normalized = getattr(turn, "normalized_trace", None)
+            if normalized is None and turn.trace:
+                normalized = normalize_trace(turn.trace)
+            data["trace"] = normalized.to_dict() if normalized is not None else None
             if getattr(turn, "trace_error", ""):  # an AgentServer trace not on MLflow yet
                 data["trace_error"] = turn.trace_error
         return data

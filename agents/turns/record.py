@@ -9,7 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import Conversation, Deployment, RequestLog, TurnKey
-from agents.trace_outline import outline_of
+from agents.trace_outline import outline_from
+from agents.trace_values import gc_paused
+from agents.traces import normalize_trace
 
 TITLE_CHARS = 80
 # A key whose send never finished (the process died) may be used again after this long.
@@ -60,14 +62,15 @@ def save_turn(
     conversation's title and inputs and the key's link, each its own statement: no
     BEGIN/COMMIT round trips on the hot path. A crash between them leaves a logged turn whose
     key a retry may send again after the grace, never a key pointing nowhere."""
-    # Here, in a worker thread, not on the event loop: a big trace's outline takes as long as
-    # normalizing it (bench/trace_render.py "outline").
-    turn.trace_outline = outline_of(turn.trace)
+    # Here, in a worker thread, not on the event loop: normalizing a big trace takes long
+    # (bench/trace_render.py). Once per turn: the outline (what the tree opens from) and the
+    # API's answer (`normalized_trace`, read by TurnOutputSerializer) share it.
+    if turn.trace:
+        with gc_paused():  # cyclic GC passes over the normalized trace's objects tripled the time
+            turn.normalized_trace = normalize_trace(turn.trace)
+            turn.trace_outline = outline_from(turn.normalized_trace)
     _insert(turn)
-    if not conversation.title:
-        conversation.title = turn.request.strip().splitlines()[0][:TITLE_CHARS]
-    conversation.custom_inputs = turn.custom_inputs
-    conversation.save(update_fields=["title", "custom_inputs", "updated_at"])
+    _touch(conversation, turn)
     if key:
         TurnKey.objects.filter(user_id=turn.user_id, key=key).update(turn=turn)
     if detected_schema:
@@ -75,6 +78,15 @@ def save_turn(
             detected_schema=detected_schema
         )
     return turn
+
+
+def _touch(conversation: Conversation, turn: RequestLog) -> None:
+    """The conversation's name, its inputs for the next turn, and its place at the top of the
+    list (`updated_at`): one UPDATE."""
+    if not conversation.title:
+        conversation.title = turn.request.strip().splitlines()[0][:TITLE_CHARS]
+    conversation.custom_inputs = turn.custom_inputs
+    conversation.save(update_fields=["title", "custom_inputs", "updated_at"])
 
 
 def _insert(turn: RequestLog) -> None:
