@@ -33,8 +33,8 @@ _deployments: dict[tuple[int, int], object] = {}
 
 
 def user_for_token(key: str) -> AbstractBaseUser | None:
-    """The active user an API token belongs to, with their roles loaded; None if no such."""
-    _follow_stamp()
+    """The active user an API token belongs to, with their roles loaded; None if no such.
+    Call `follow_changes()` first, once per database step."""
     if key in _users_by_token:
         return _users_by_token[key]
     token = Token.objects.select_related("user").filter(key=key).first()
@@ -48,8 +48,8 @@ def user_for_token(key: str) -> AbstractBaseUser | None:
 def chat_deployment(user: AbstractBaseUser, deployment_id: int) -> Deployment:
     """The deployment this user may chat with, enabled or not (the turn says "disabled"):
     PermissionDenied without a role that may chat, Http404 when it does not exist or is not
-    open to them (the same answer, on purpose)."""
-    _follow_stamp()
+    open to them (the same answer, on purpose). Call `follow_changes()` first, once per
+    database step."""
     _load_roles(user)
     if not roles.can_chat(user):
         raise PermissionDenied("Your account has no role that may chat.")
@@ -83,7 +83,8 @@ def _remember(cache: dict, key, value) -> None:
         cache[key] = value
 
 
-def _follow_stamp() -> None:
+def follow_changes() -> None:
+    """Read the stamp (one primary-key read) and drop this process's answers if it moved."""
     global _stamp
     stamp = _read_stamp()
     if stamp != _stamp:

@@ -200,8 +200,11 @@ class ChatAnswer:
         return response
 
 
-async def chat_answer(user, pk: int, data: object, *, trace_form: str = "normalized") -> ChatAnswer:
-    """The API's chat turn for a signed-in user: the body checked, then the turn service."""
+async def chat_answer(
+    pk: int, data: object, *, user=None, api_token: str = "", trace_form: str = "normalized"
+) -> ChatAnswer:
+    """The API's chat turn for a signed-in `user`, or for the user of `api_token` (found by the
+    turn service in the same database step): the body checked, then the turn service."""
     if trace_form not in TRACE_FORMS:
         return ChatAnswer(400, {"trace": [f"Pick one of {', '.join(TRACE_FORMS)}."]})
     serializer = ChatTurnRequestSerializer(data=data)
@@ -215,6 +218,7 @@ async def chat_answer(user, pk: int, data: object, *, trace_form: str = "normali
     try:
         started = await turns.turn_start(
             user=user,
+            api_token=api_token,
             deployment_id=pk,
             message=message,
             custom_inputs=checked.get("custom_inputs", UNSET),
@@ -224,6 +228,9 @@ async def chat_answer(user, pk: int, data: object, *, trace_form: str = "normali
         )
     except turns.Overloaded as exc:
         return ChatAnswer(503, {"detail": str(exc)}, headers=_retry_after(exc))
+    except turns.NotAuthenticated as exc:
+        www_authenticate = {"WWW-Authenticate": TokenAuthentication.keyword}
+        return ChatAnswer(401, {"detail": str(exc)}, headers=www_authenticate)
     except PermissionDenied as exc:
         return ChatAnswer(403, {"detail": str(exc) or "You may not do this."})
     except Http404 as exc:
@@ -266,7 +273,8 @@ async def chat_api(request: HttpRequest, pk: int) -> HttpResponse:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         detail = f"The request body is larger than {limit:,} bytes; nothing was saved."
         return JsonResponse({"detail": detail}, status=413)
-    answer = await chat_answer(user, pk, data, trace_form=request.GET.get("trace", "normalized"))
+    trace_form = request.GET.get("trace", "normalized")
+    answer = await chat_answer(pk, data, user=user, trace_form=trace_form)
     return answer.django_response()
 
 

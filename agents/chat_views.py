@@ -25,6 +25,7 @@ from reviewapp import roles
 
 def _get_chat_deployment(user, pk: int) -> Deployment:
     """The chat's pages show a disabled deployment to admins only (a send says "disabled")."""
+    access.follow_changes()
     deployment = access.chat_deployment(user, pk)
     if not deployment.enabled and not roles.is_admin(user):
         raise Http404("No such deployment.")

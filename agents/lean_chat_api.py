@@ -25,7 +25,6 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from agents import access
 from agents.chat_apis import ChatAnswer, chat_answer
 from agents.turns import db
 from reviewapp import jsonlimits
@@ -91,13 +90,6 @@ async def _respond(scope, send: Send, deployment_id: int, token: str, body: byte
         detail = f"The request body is larger than {limit:,} bytes; nothing was saved."
         await _send_json(send, ChatAnswer(413, {"detail": detail}))
         return
-    user = await db.run_db(access.user_for_token, token)
-    if user is None:
-        answer = ChatAnswer(
-            401, {"detail": "Invalid token."}, headers={"WWW-Authenticate": "Token"}
-        )
-        await _send_json(send, answer)
-        return
     try:
         data = jsonlimits.loads(body)
     except ValueError as exc:
@@ -105,7 +97,8 @@ async def _respond(scope, send: Send, deployment_id: int, token: str, body: byte
         return
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     trace_form = query.get("trace", ["normalized"])[-1]
-    answer = await chat_answer(user, deployment_id, data, trace_form=trace_form)
+    # The token is checked by the turn service, in the same database step as the turn's start.
+    answer = await chat_answer(deployment_id, data, api_token=token, trace_form=trace_form)
     if answer.events is None:
         await _send_json(send, answer)
     else:

@@ -10,10 +10,11 @@ the turn's RequestLog row once, however the call ends.
 
 from agents.turns.admission import Overloaded
 from agents.turns.call import STOPPED, TurnDone, TurnInProgress, run_turn, send_turn, sse
-from agents.turns.start import StartedTurn, turn_start
+from agents.turns.start import NotAuthenticated, StartedTurn, turn_start
 
 __all__ = [
     "STOPPED",
+    "NotAuthenticated",
     "Overloaded",
     "StartedTurn",
     "TurnDone",

@@ -41,9 +41,14 @@ class StartedTurn:
     pending: bool = False
 
 
+class NotAuthenticated(Exception):
+    """No active user has this API token."""
+
+
 async def turn_start(
     *,
-    user: AbstractBaseUser,
+    user: AbstractBaseUser | None = None,
+    api_token: str = "",
     deployment_id: int,
     message: str,
     custom_inputs: Any = UNSET,
@@ -51,15 +56,17 @@ async def turn_start(
     history: list[dict[str, str]] | None = None,
     idempotency_key: str = "",
 ) -> StartedTurn:
-    """Raises admission.Overloaded (refused at once), PermissionDenied or Http404 (rights),
-    ValidationError (bad input); then nothing was written. `history` replaces the
-    conversation's own messages (the API's `messages`)."""
+    """For `user`, or the user of `api_token` (the API's lean path: found in the same database
+    step). Raises admission.Overloaded (refused at once), NotAuthenticated, PermissionDenied or
+    Http404 (rights), ValidationError (bad input); then nothing was written. `history`
+    replaces the conversation's own messages (the API's `messages`)."""
     slot = admission.admit()
     try:
         return await run_db(
             _start,
             slot,
             user=user,
+            api_token=api_token,
             deployment_id=deployment_id,
             message=message,
             custom_inputs=custom_inputs,
@@ -72,7 +79,14 @@ async def turn_start(
         raise
 
 
-def _start(slot, *, user, deployment_id, message, custom_inputs, conversation_id, history, key):
+def _start(
+    slot, *, user, api_token, deployment_id, message, custom_inputs, conversation_id, history, key
+):
+    access.follow_changes()
+    if user is None:
+        user = access.user_for_token(api_token)
+        if user is None:
+            raise NotAuthenticated("Invalid token.")
     deployment = access.chat_deployment(user, deployment_id)
     if not deployment.enabled:
         raise ValidationError("This deployment is disabled; an admin can enable it again.")
