@@ -175,15 +175,18 @@ def test_a_client_that_hangs_up_mid_turn_leaves_one_complete_row(
 def test_a_permission_change_in_another_process_takes_effect_on_the_next_turn(
     asgi_live_server, deployment, token, caller, settings
 ):
+    team = Group.objects.create(name="team-a")
+    caller.groups.add(team)
+    deployment.allowed_groups.add(team)  # open to team-a only
     first = post_turn(asgi_live_server, deployment, token, {"message": QUESTION})
     assert first.status_code == 200  # the server's process now holds the caller's access
 
-    # Another process (as another web worker would) takes the caller out of their group.
+    # Another process (as another web worker would) takes the caller out of the team.
     remove = (
         "from django.contrib.auth import get_user_model; "
         "from django.contrib.auth.models import Group; "
         "get_user_model().objects.get(username='lean-stakeholder')"
-        ".groups.remove(Group.objects.get(name='stakeholder'))"
+        ".groups.remove(Group.objects.get(name='team-a'))"
     )
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", remove],
@@ -193,7 +196,7 @@ def test_a_permission_change_in_another_process_takes_effect_on_the_next_turn(
     )
 
     after = post_turn(asgi_live_server, deployment, token, {"message": "Still there?"})
-    assert after.status_code == 403
+    assert after.status_code == 404  # the deployment is no longer open to them
     assert RequestLog.objects.count() == 1
 
 
