@@ -128,3 +128,34 @@ def test_under_asgi_postgresql_connections_come_from_a_pool(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "8"]
+
+
+def test_the_embedded_sqlite_database_lets_a_write_commit_while_someone_reads(tmp_path):
+    """WAL mode: with the default (SQLite) database, a write commits while another connection
+    is in the middle of reading, instead of waiting for it ("database is locked" once the busy
+    timeout runs out), as when a few people use the app at once."""
+    code = (
+        "import django, os\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'reviewapp.settings')\n"
+        "django.setup()\n"
+        "from django.db import connections\n"
+        "from django.db.utils import ConnectionHandler\n"
+        "writer = connections['default']\n"
+        "writer.settings_dict['OPTIONS']['timeout'] = 0.5\n"
+        "with writer.cursor() as c: c.execute('CREATE TABLE t (x int)')\n"
+        "reader = ConnectionHandler(connections.settings)['default']\n"
+        "with reader.cursor() as r, writer.cursor() as c:\n"
+        "    r.execute('BEGIN'); r.execute('SELECT count(*) FROM t'); r.fetchone()\n"
+        "    c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO t VALUES (1)')\n"
+        "    c.execute('COMMIT')\n"
+        "    r.execute('PRAGMA journal_mode'); mode = r.fetchone()[0]\n"
+        "    r.execute('COMMIT')\n"
+        "print(mode)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environ.update({"VAR_DIR": str(tmp_path), "SECRET_KEY": "x" * 50})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["wal"]
