@@ -9,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import selectors as agent_selectors
 from feedback import selectors, services
 from feedback.models import DeliveryStatus, Rating
 from feedback.serializers import (
@@ -119,9 +118,7 @@ class RequestAssessmentCreateApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: RatingOutputSerializer})
     def post(self, request: Request, request_id: str) -> Response:
         """Rate a turn; it becomes your current rating of it and is forwarded to its sink."""
-        if not roles.can_review(request.user):
-            raise PermissionDenied("Only reviewers and admins may rate answers.")
-        turn = agent_selectors.request_get_for_user(request.user, request_id, with_trace=False)
+        turn = services.turn_to_rate(request.user, request_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         rating = services.rating_create(

@@ -6,7 +6,9 @@ import math
 import re
 from typing import Any
 
-from feedback.models import EXPECTED_RESPONSE, DeploymentLabelSchema, InputType, LabelSchema
+from django.db.models import F, FilteredRelation, Q
+
+from feedback.models import EXPECTED_RESPONSE, InputType, LabelSchema
 
 THUMBS_VALUES = ("positive", "negative")
 MAX_TEXT_CHARS = 20_000
@@ -33,22 +35,31 @@ def label_schemas_for(deployment) -> list[LabelSchema]:
 
 
 def label_schemas_of_many(deployments) -> None:
-    """Each deployment's label schemas, read in two queries whatever their number (a page
-    listing every deployment asks them all)."""
+    """Each deployment's label schemas, read in one query whatever their number (a page
+    listing every deployment asks them all): each schema once per deployment of these whose
+    set holds it, and the stored default schema (once, with no deployment, when in no set)."""
     deployments = list(deployments)
-    links = DeploymentLabelSchema.objects.filter(deployment__in=deployments).select_related(
-        "schema"
+    rows = (
+        LabelSchema.objects.annotate(
+            link=FilteredRelation(
+                "deployment_links", condition=Q(deployment_links__deployment__in=deployments)
+            )
+        )
+        .filter(Q(link__isnull=False) | Q(name=DEFAULT_SCHEMA["name"]))
+        .annotate(set_of=F("link__deployment_id"))
+        .order_by("link__order", "link__pk")
     )
     by_deployment: dict[int, list[LabelSchema]] = {}
-    for link in links.order_by("order", "pk"):
-        by_deployment.setdefault(link.deployment_id, []).append(link.schema)
     default = None
-    if any(d.pk not in by_deployment for d in deployments):
-        default = LabelSchema.objects.filter(name=DEFAULT_SCHEMA["name"]).first() or LabelSchema(
-            **DEFAULT_SCHEMA
-        )
+    for schema in rows:
+        if schema.set_of is not None:
+            by_deployment.setdefault(schema.set_of, []).append(schema)
+        if schema.name == DEFAULT_SCHEMA["name"]:
+            default = schema
     for deployment in deployments:
-        deployment._label_schemas_cache = by_deployment.get(deployment.pk) or [default]
+        deployment._label_schemas_cache = by_deployment.get(deployment.pk) or [
+            default or LabelSchema(**DEFAULT_SCHEMA)
+        ]
 
 
 def is_number(value: Any) -> bool:

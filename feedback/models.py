@@ -329,7 +329,3 @@ class DeliveryAttempt(models.Model):
         return (
             f"Attempt {self.pk} of delivery {self.delivery_id}: {self.status_code or 'no answer'}"
         )
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300

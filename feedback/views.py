@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from agents import selectors as agent_selectors
-from agents.models import Deployment, RequestLog
+from agents.models import Deployment
 from feedback import selectors, services
 from feedback.label_values import label_schemas_for, value_from_form
 from feedback.models import CHUNK_RELEVANCE, EXPECTED_RESPONSE, DeliveryStatus
@@ -20,17 +20,11 @@ from reviewapp import roles
 DELIVERIES_PER_PAGE = 50
 
 
-def _get_turn_to_rate(request: HttpRequest, request_id: str) -> RequestLog:
-    if not roles.can_review(request.user):
-        raise PermissionDenied("Only reviewers and admins may rate answers.")
-    return agent_selectors.request_get_for_user(request.user, request_id, with_trace=False)
-
-
 @require_POST
 @login_required
 def rating_save(request: HttpRequest, request_id: str) -> HttpResponse:
     """The answer's questions, comment and better answer, saved as a new version."""
-    turn = _get_turn_to_rate(request, request_id)
+    turn = services.turn_to_rate(request.user, request_id)
     answers, expectations = {}, {}
     for schema in label_schemas_for(turn.deployment):
         given = value_from_form(request.POST, f"q_{schema.name}", schema)
@@ -39,12 +33,12 @@ def rating_save(request: HttpRequest, request_id: str) -> HttpResponse:
     comment = request.POST.get("comment", "")
     better = request.POST.get("suggested_output", "")
     text = services.rating_text_from_form(answers, comment, better, expectations)
-    errors: list[str] = []
     try:
-        services.rating_change(turn=turn, reviewer=request.user, text_assessment=text)
+        rating = services.rating_change(turn=turn, reviewer=request.user, text_assessment=text)
     except ValidationError as exc:
-        errors = exc.messages
-    context = rating_bar_context(turn, request.user, errors=errors, posted=text if errors else None)
+        context = rating_bar_context(turn, request.user, errors=exc.messages, posted=text)
+    else:  # shown as saved, not read again
+        context = rating_bar_context(turn, request.user, rating=rating)
     return render(request, "feedback/_rating_bar.html", context)
 
 
@@ -54,7 +48,7 @@ def document_rate(
     request: HttpRequest, request_id: str, span_id: str, position: int
 ) -> HttpResponse:
     """One retrieved document: relevant or not, and an optional comment."""
-    turn = _get_turn_to_rate(request, request_id)
+    turn = services.turn_to_rate(request.user, request_id)
     span = agent_selectors.trace_span(turn.databricks_request_id, span_id)
     if span is None or span.documents is None:
         raise Http404("No such retriever span in this answer's trace.")
@@ -68,17 +62,19 @@ def document_rate(
         document["free_text_comment"] = comment
     if len(document) == 2 or request.POST.get("clear"):
         document = None  # nothing left: the document's rating is taken back
-    errors: list[str] = []
     try:
-        services.rating_change(
+        rating = services.rating_change(
             turn=turn,
             reviewer=request.user,
             document=document,
             clear_document=None if document else (span_id, position),
         )
     except ValidationError as exc:
-        errors = exc.messages
-    context = document_rating_context(turn, request.user, span_id, position, errors=errors)
+        context = document_rating_context(
+            turn, request.user, span_id, position, errors=exc.messages
+        )
+    else:  # shown as saved, not read again
+        context = document_rating_context(turn, request.user, span_id, position, rating=rating)
     context["refresh_status"] = True
     return render(request, "feedback/_document_rating.html", context)
 
@@ -87,7 +83,7 @@ def document_rate(
 @login_required
 def rating_status(request: HttpRequest, request_id: str) -> HttpResponse:
     """Polled while the delivery is under way: "saved", then "delivered" (or why not)."""
-    turn = _get_turn_to_rate(request, request_id)
+    turn = services.turn_to_rate(request.user, request_id)
     return render(request, "feedback/_rating_status.html", rating_bar_context(turn, request.user))
 
 
