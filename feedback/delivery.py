@@ -143,7 +143,9 @@ def _without_versions_in_flight(batch: list[Delivery], now) -> list[Delivery]:
 
 def enqueue_on_commit(delivery_id: int, *, countdown: float = 0) -> None:
     """`delivery_send.delay_on_commit`, but robust: if the broker is down, the error is logged
-    and the saved rating is not failed; the sweeper enqueues the delivery once it is back."""
+    and the transaction's work is kept; the sweeper enqueues the delivery once it is back.
+    For the workers (retries, the sweeper); a request publishes through feedback.publishing,
+    off its path."""
     from feedback.tasks import delivery_send as delivery_send_task
 
     def enqueue() -> None:

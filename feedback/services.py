@@ -1,8 +1,9 @@
 """Writes for ratings: save a rating and its delivery in one transaction, then enqueue it.
 
 A rating is saved before anything is sent, so the sink being down never loses one; the task
-gets only the delivery's id, after the commit (`delivery.enqueue_on_commit`: Celery's
-`delay_on_commit`, made robust so that a broker outage cannot fail a saved rating).
+gets only the delivery's id, published after the commit by a background thread
+(`publishing.publish_after_commit`), so neither a slow broker nor one that is down holds up
+the answer or fails a saved rating (the sweeper enqueues what was not published).
 """
 
 from typing import Any
@@ -15,7 +16,6 @@ from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents.models import FeedbackSink, RequestLog
-from feedback.delivery import enqueue_on_commit
 from feedback.label_values import label_schemas_for
 from feedback.models import (
     Delivery,
@@ -23,6 +23,7 @@ from feedback.models import (
     LabelSchema,
     Rating,
 )
+from feedback.publishing import publish_after_commit
 from feedback.validation import clean_retrieval_assessments, clean_text_assessment, retriever_spans
 from reviewapp import roles
 
@@ -170,7 +171,7 @@ def _rating_save(
             next_attempt_at=now,
             retrying_since=now,
         )
-        enqueue_on_commit(delivery.pk)
+        publish_after_commit(delivery.pk)
         deliveries.append(delivery)
     # As prefetch_related("deliveries") would: callers show the delivery without a query.
     known = rating.deliveries.all()
@@ -350,5 +351,5 @@ def delivery_resend(*, delivery: Delivery) -> bool:
             last_error="",
         )
         if updated:
-            enqueue_on_commit(delivery.pk)
+            publish_after_commit(delivery.pk)
     return bool(updated)

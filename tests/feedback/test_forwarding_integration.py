@@ -13,6 +13,7 @@ from django.db import connection
 
 from feedback import services
 from feedback.models import Delivery, DeliveryAttempt
+from feedback.publishing import publisher
 from feedback.tasks import deliveries_sweep, delivery_send
 from tests.feedback.conftest import chat_turn, retriever_span_id
 from tests.support.demo_agent import REPO_ROOT, run_demo_agent
@@ -171,6 +172,7 @@ def test_the_sweeper_delivers_a_rating_whose_message_was_lost(
     with monkeypatch.context() as patched:  # the broker loses the message (restarted empty)
         patched.setattr(delivery_send, "apply_async", lambda *args, **kwargs: None)
         pk = thumbs_down(turn, reviewer).deliveries.get().pk
+        assert publisher.wait_until_idle(10)  # published (into the void) in the background
     time.sleep(1.5)
     assert Delivery.objects.get(pk=pk).status == "pending"
     deliveries_sweep.delay()  # what beat runs every DELIVERY_SWEEP_SECONDS
