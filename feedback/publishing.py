@@ -74,7 +74,7 @@ class Publisher:
             return self._changed.wait_for(lambda: not self._waiting and not self._busy, timeout_s)
 
     def _start_thread(self) -> None:
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._run, name="delivery-publisher", daemon=True
             )
@@ -91,7 +91,8 @@ class Publisher:
                 _publish(batch)
             except Exception:  # the broker is down or refused: the sweeper sends them later
                 logger.exception(
-                    "publishing %d delivery tasks failed; the sweeper will enqueue them",
+                    "publishing a batch of %d delivery tasks failed; the sweeper will enqueue "
+                    "those not published",
                     len(batch),
                 )
             finally:

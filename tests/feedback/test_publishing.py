@@ -60,7 +60,7 @@ def test_a_rating_whose_publish_fails_is_kept_and_the_sweeper_enqueues_it(
         response = rate(api_client, turn)
     assert publisher.wait_until_idle(10)
     assert response.status_code == 201 and response.json()["delivery"]["status"] == "pending"
-    assert "the sweeper will enqueue them" in caplog.text
+    assert "the sweeper will enqueue those not published" in caplog.text
     pending = Delivery.objects.get()
     assert pending.status == "pending"
 
