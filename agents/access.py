@@ -19,7 +19,7 @@ from django.http import Http404
 from rest_framework.authtoken.models import Token
 
 from agents import selectors
-from agents.models import AccessStamp, Deployment
+from agents.models import AccessStamp, Deployment, RequestLog
 from reviewapp import roles
 
 MAX_ENTRIES = 10_000  # per map; past it the map starts again (a cold turn costs ~4 queries)
@@ -63,6 +63,24 @@ def chat_deployment(user: AbstractBaseUser, deployment_id: int) -> Deployment:
     if found is _NOT_VISIBLE:
         raise Http404("No such deployment.")
     return found  # type: ignore[return-value]
+
+
+def reviewable_turn(user: AbstractBaseUser, request_id: str) -> RequestLog:
+    """The turn (without its trace and raw bodies) for someone who may review: Http404 unless
+    its deployment is one they see (as agents.selectors.requests_visible_to says, a reviewer
+    sees every turn of those). The visibility comes from this cache instead of the subqueries
+    that selector builds on every call (the rating POST's largest cost, bench/README.md)."""
+    follow_changes()
+    turn = selectors.request_by_id(request_id)
+    if turn is None:
+        raise Http404("No such request.")
+    try:
+        deployment = chat_deployment(user, turn.deployment_id)
+    except (PermissionDenied, Http404):
+        raise Http404("No such request.") from None
+    if not (deployment.enabled or roles.is_admin(user)):
+        raise Http404("No such request.")
+    return turn
 
 
 def _load_roles(user: AbstractBaseUser) -> None:

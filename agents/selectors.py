@@ -138,6 +138,13 @@ def request_get_for_user(
     return turn
 
 
+def request_by_id(request_id: str) -> RequestLog | None:
+    """The turn without its trace and raw bodies, whoever asks: callers check who may see it
+    (agents.access.reviewable_turn)."""
+    turns = RequestLog.objects.select_related("deployment", "user")
+    return _without_heavy_columns(turns).filter(databricks_request_id=request_id).first()
+
+
 def _without_heavy_columns(turns: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
     return turns.defer(*HEAVY_COLUMNS).annotate(trace_present=Q(trace__isnull=False))
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from agents import access
 from agents import selectors as agent_selectors
 from agents.models import FeedbackSink, RequestLog
 from feedback.label_values import label_schemas_for
@@ -49,7 +50,7 @@ def turn_to_rate(user: AbstractBaseUser, request_id: str) -> RequestLog:
     """The turn the user asks to rate (without its trace and raw bodies): PermissionDenied
     unless they may rate, 404 unless they may see it."""
     require_reviewer(user)
-    return agent_selectors.request_get_for_user(user, request_id, with_trace=False)
+    return access.reviewable_turn(user, request_id)
 
 
 def check_can_rate(user: AbstractBaseUser, turn: RequestLog) -> None:
