@@ -23,9 +23,9 @@ from feedback.services import (
     rating_create,
     rating_validate,
     relayed_rating_create,
-    source_id_of,
 )
 from reviewapp import jsonlimits, roles
+from reviewapp.people import public_id
 
 # Each record may read its answer's stored trace (to check document positions): a bounded call.
 # The app's own Databricks sink sends at most DELIVERY_BATCH_SIZE (100) records a call.
@@ -163,7 +163,7 @@ def _relayed_source(caller: AbstractBaseUser, source: Any) -> str | None:
     kind = source.get("type", SOURCE_TYPE_HUMAN)
     if str(kind).lower() != SOURCE_TYPE_HUMAN:
         raise ValidationError(f'source.type {kind!r}: only "human" feedback is recorded.')
-    claimed, own = source.get("id"), source_id_of(caller)
+    claimed, own = source.get("id"), public_id(caller)
     if claimed in (None, "", own, caller.get_username()):
         return None
     if not isinstance(claimed, str) or len(claimed) > 254 or not claimed.strip():

@@ -27,17 +27,13 @@ from feedback.models import (
 from feedback.publishing import publish_after_commit
 from feedback.validation import clean_retrieval_assessments, clean_text_assessment, retriever_spans
 from reviewapp import roles
+from reviewapp.people import public_id
 
 UNSENT = [DeliveryStatus.PENDING, DeliveryStatus.FAILED]
 EMPTY_RATING = (
     "This rating is empty: answer a question, write a comment or a better answer, or rate a "
     "document."
 )
-
-
-def source_id_of(user: AbstractBaseUser) -> str:
-    """Who rated, as the feedback record's `source.id`: the email, else the username."""
-    return (getattr(user, "email", "") or user.get_username())[:254]
 
 
 def require_reviewer(user: AbstractBaseUser) -> None:
@@ -132,7 +128,7 @@ def rating_create(
         turn,
         Rating.objects.filter(request=turn, reviewer=reviewer),
         reviewer=reviewer,
-        source_id=source_id_of(reviewer),
+        source_id=public_id(reviewer),
         text_assessment=text,
         retrieval_assessments=documents,
     )
@@ -205,7 +201,7 @@ def consensus_rating_create(
     return _rating_save(
         turn,
         earlier,
-        source_id=f"{SOURCE_CONSENSUS_PREFIX}{source_id_of(settled_by)}"[:254],
+        source_id=f"{SOURCE_CONSENSUS_PREFIX}{public_id(settled_by)}"[:254],
         text_assessment=text,
     )
 
@@ -314,7 +310,7 @@ def rating_change(
         versions,
         replaces=current is not None,
         reviewer=reviewer,
-        source_id=source_id_of(reviewer),
+        source_id=public_id(reviewer),
         text_assessment=text,
         retrieval_assessments=documents,
     )

@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from agents.models import Deployment
 from feedback.models import InputType, LabelSchema
-from feedback.services import source_id_of
 from review import services
 from review.mlflow_rest import MAX_QUEUE_USERS, MlflowError, MlflowRest, tracking_uri_of
 from review.models import MlflowMirror, ReviewItem, ReviewSession, ReviewSlot, SlotState
+from reviewapp.people import public_id
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +117,9 @@ def schema_fields(schema: LabelSchema) -> dict:
 def queue_users(session: ReviewSession) -> list[str]:
     """The reviewers as MLflow knows them (as assessments name them: email, else username):
     those assigned and the members of the assigned groups."""
-    users = {source_id_of(u) for u in session.assigned_users.all()}
+    users = {public_id(u) for u in session.assigned_users.all()}
     for group in session.assigned_groups.prefetch_related("user_set"):
-        users.update(source_id_of(u) for u in group.user_set.all())
+        users.update(public_id(u) for u in group.user_set.all())
     return sorted(users)
 
 
@@ -268,7 +268,7 @@ def _last_reviewers(item_ids: list[int]) -> dict[int, str]:
         .select_related("reviewer")
         .order_by("updated_at", "pk")
     )
-    return {slot.item_id: source_id_of(slot.reviewer) for slot in slots}
+    return {slot.item_id: public_id(slot.reviewer) for slot in slots}
 
 
 # --- an item that becomes complete ------------------------------------------------------------
