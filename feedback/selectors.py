@@ -40,9 +40,13 @@ def ratings_current_in_conversation(conversation_id, user: AbstractBaseUser) -> 
 
 
 def delivery_of(rating: Rating | None) -> Delivery | None:
+    """The rating's delivery: the one a service just made (`saved_deliveries`), else from a
+    prefetch_related("deliveries") or a query."""
     if rating is None:
         return None
-    deliveries = list(rating.deliveries.all())
+    deliveries = getattr(rating, "saved_deliveries", None)
+    if deliveries is None:
+        deliveries = list(rating.deliveries.all())
     return deliveries[0] if deliveries else None
 
 

@@ -170,10 +170,8 @@ def _rating_save(
         )
         publish_after_commit(delivery.pk)
         deliveries.append(delivery)
-    # As prefetch_related("deliveries") would: callers show the delivery without a query.
-    known = rating.deliveries.all()
-    known._result_cache, known._prefetch_done = deliveries, True
-    rating._prefetched_objects_cache = {"deliveries": known}
+    # Callers show the delivery just made without reading it again (selectors.delivery_of).
+    rating.saved_deliveries = deliveries
     return rating
 
 

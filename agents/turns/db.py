@@ -64,7 +64,8 @@ def _released(step: Callable[..., T]) -> Callable[..., T]:
 
 def release_connections() -> None:
     """Give this thread's database connections back (to psycopg's pool under ASGI) between a
-    turn's steps. Not inside a transaction: tests run in one."""
+    turn's steps, so a turn waiting for its agent holds none. Not inside a transaction (a
+    test's)."""
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close()
