@@ -10,16 +10,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
-from rest_framework.authentication import TokenAuthentication, get_authorization_header
+from rest_framework.authentication import get_authorization_header
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from feedback import inbound
 from feedback.serializers import RetrievalAssessmentSerializer, TextAssessmentSerializer
+from reviewapp.authentication import CachedTokenAuthentication
 
 
-class DatabricksTokenAuthentication(TokenAuthentication):
+class DatabricksTokenAuthentication(CachedTokenAuthentication):
     """The app's API token sent as Databricks clients send theirs: `Authorization: Bearer
     <token>` (databricks-sdk, the OpenAI client) or HTTP basic with user `token` (the docs'
     `curl -u token:$DATABRICKS_TOKEN`)."""
@@ -89,7 +90,7 @@ _ERROR_CODES = {
 
 
 class DatabricksFeedbackApi(APIView):
-    authentication_classes = [DatabricksTokenAuthentication, TokenAuthentication]
+    authentication_classes = [DatabricksTokenAuthentication, CachedTokenAuthentication]
 
     def handle_exception(self, exc: Exception) -> Response:
         """Every error in Databricks' shape {error_code, message}, as its clients read it, also

@@ -37,6 +37,25 @@ def test_token_auth_works_with_drf_create_token(api_client, admin_user, deployme
     assert api_client.get(LIST_URL, HTTP_AUTHORIZATION="Token wrong").status_code == 401
 
 
+def test_a_revoked_token_or_a_deactivated_user_is_refused_on_the_next_call(
+    api_client, admin_user, deployment_factory
+):
+    """Tokens are answered from a per-process cache (reviewapp.authentication): a change must
+    still take effect at once."""
+    deployment_factory()
+    token = Token.objects.create(user=admin_user)
+    auth = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    assert api_client.get(LIST_URL, **auth).status_code == 200
+    admin_user.is_active = False
+    admin_user.save()
+    assert api_client.get(LIST_URL, **auth).status_code == 401
+    admin_user.is_active = True
+    admin_user.save()
+    assert api_client.get(LIST_URL, **auth).status_code == 200
+    token.delete()
+    assert api_client.get(LIST_URL, **auth).status_code == 401
+
+
 def test_it_lists_with_databricks_field_names(api_client, admin_user, deployment_factory):
     deployment = deployment_factory(feedback_sink="databricks_feedback")
     api_client.force_authenticate(admin_user)
