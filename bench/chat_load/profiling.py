@@ -55,7 +55,7 @@ SPOTS = (
     ("agents/selectors.py", "conversation_get_for_user", "  conversation query"),
     ("agents/turn_log.py", "begin", "turn_log.begin (thread)"),
     ("agents/turn_log.py", "finish", "turn_log.finish (thread: INSERT turn, UPDATE conversation)"),
-    ("agents/client.py", "post_json", "client.post_json (httpx, the agent's call)"),
+    ("agents/client.py", "post_json", "client.post_json (aiohttp, the agent's call)"),
     ("agents/chat_apis.py", "_turn_body", "_turn_body (answer body: normalize the trace)"),
     ("agents/traces.py", "normalize_trace", "  normalize_trace"),
     ("django/http/response.py", "__init__", "JsonResponse/HttpResponse init (json.dumps)"),
