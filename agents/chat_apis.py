@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -22,6 +21,7 @@ from agents.models import RequestLog
 from agents.schemas import ItemAdded, TextDelta
 from agents.traces import normalize_trace
 from agents.turns.start import UNSET
+from reviewapp.api import body_too_large
 from reviewapp.jsonlimits import DepthLimitedJSONField
 
 CHAT_ROLES = ["system", "user", "assistant"]
@@ -270,8 +270,7 @@ async def chat_api(request: HttpRequest, pk: int) -> HttpResponse:
             response["WWW-Authenticate"] = TokenAuthentication.keyword
         return response
     except RequestDataTooBig:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        detail = f"The request body is larger than {limit:,} bytes; nothing was saved."
+        detail = body_too_large()
         return JsonResponse({"detail": detail}, status=413)
     trace_form = request.GET.get("trace", "normalized")
     answer = await chat_answer(pk, data, user=user, trace_form=trace_form)

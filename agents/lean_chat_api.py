@@ -28,6 +28,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from agents.chat_apis import ChatAnswer, chat_answer
 from agents.turns import db
 from reviewapp import jsonlimits
+from reviewapp.api import body_too_large
 
 logger = logging.getLogger(__name__)
 CHAT_PATH = re.compile(r"/api/v1/deployments/(\d+)/chat/")
@@ -86,8 +87,7 @@ async def _hang_up(receive: Receive, respond: asyncio.Task) -> None:
 
 async def _respond(scope, send: Send, deployment_id: int, token: str, body: bytes | None) -> None:
     if body is None:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        detail = f"The request body is larger than {limit:,} bytes; nothing was saved."
+        detail = body_too_large()
         await _send_json(send, ChatAnswer(413, {"detail": detail}))
         return
     try:

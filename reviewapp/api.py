@@ -10,15 +10,17 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from reviewapp import roles
 
 
+def body_too_large() -> str:
+    """What a 413 says, wherever the API refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return f"The request body is larger than {limit:,} bytes; nothing was saved."
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Services raise Django's ValidationError; the API answers it as a 400 with field errors.
     A body over DATA_UPLOAD_MAX_MEMORY_SIZE gets a JSON 413 instead of Django's HTML page."""
     if isinstance(exc, RequestDataTooBig):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return Response(
-            {"detail": f"The request body is larger than {limit:,} bytes; nothing was saved."},
-            status=413,
-        )
+        return Response({"detail": body_too_large()}, status=413)
     if isinstance(exc, DjangoValidationError):
         detail = (
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

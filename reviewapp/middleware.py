@@ -8,7 +8,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import OperationalError
 from django.http import HttpResponse, JsonResponse
 
-RETRY_AFTER_S = 2
+from agents.turns.admission import RETRY_AFTER_S  # one answer to "when to try again"
+
 BUSY = "The app is too busy to answer right now; nothing was changed. Try again in a moment."
 
 
