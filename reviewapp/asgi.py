@@ -6,6 +6,7 @@ agent never ties up a thread for a static request. A token's chat turn takes the
 (agents/lean_chat_api.py); everything else is Django's.
 """
 
+import gc
 import os
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def build_static_app(directory: Path) -> Starlette:
 
 
 static_application = build_static_app(settings.STATIC_ROOT)
+# What start-up made (Django, the models, the URLconf, DRF) lives as long as the process: out of
+# the collector's generations, its full passes stay short (under 50 API clients the longest
+# pause went from 62 to 31 ms, bench/README.md).
+gc.freeze()
 
 
 async def application(scope: dict, receive, send) -> None:
