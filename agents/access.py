@@ -65,6 +65,35 @@ def chat_deployment(user: AbstractBaseUser, deployment_id: int) -> Deployment:
     return found  # type: ignore[return-value]
 
 
+def follows(stamp: int) -> bool:
+    """Whether this process's answers are those of this stamp (read by the caller's own
+    driver, agents/turns/pg_async.py); if not, a `follow_changes()` step refreshes them."""
+    return _stamp is not None and stamp == _stamp
+
+
+NOT_KNOWN = object()  # not in this process's memory: ask through the ORM
+
+
+def known_user(key: str) -> AbstractBaseUser | object | None:
+    """`user_for_token` from memory only: the user, None (no such), or NOT_KNOWN."""
+    user = _users_by_token.get(key, NOT_KNOWN)
+    if user is None or user is NOT_KNOWN:
+        return user
+    return user if getattr(user, "_role_names", None) is not None else NOT_KNOWN
+
+
+def known_chat_deployment(user: AbstractBaseUser, deployment_id: int) -> Deployment | object:
+    """`chat_deployment` from memory only (same refusals), or NOT_KNOWN."""
+    if getattr(user, "_role_names", None) is None:
+        return NOT_KNOWN
+    if not roles.can_chat(user):
+        raise PermissionDenied("Your account has no role that may chat.")
+    found = _deployments.get((user.pk, deployment_id), NOT_KNOWN)
+    if found is _NOT_VISIBLE:
+        raise Http404("No such deployment.")
+    return found
+
+
 def reviewable_turn(user: AbstractBaseUser, request_id: str) -> RequestLog:
     """The turn (without its trace and raw bodies) for someone who may review: Http404 unless
     its deployment is one they see (as agents.selectors.requests_visible_to says, a reviewer

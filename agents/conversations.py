@@ -7,7 +7,14 @@ from agents.models import Conversation, Deployment
 
 
 def conversation_create(*, deployment: Deployment, user: AbstractBaseUser) -> Conversation:
-    return Conversation.objects.create(
+    conversation = new_conversation(deployment=deployment, user=user)
+    conversation.save(force_insert=True)
+    return conversation
+
+
+def new_conversation(*, deployment: Deployment, user: AbstractBaseUser) -> Conversation:
+    """Unsaved (agents/turns/pg_async.py saves it without the ORM)."""
+    return Conversation(
         deployment=deployment, user=user, custom_inputs=dict(deployment.default_custom_inputs)
     )
 

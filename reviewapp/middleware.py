@@ -1,22 +1,16 @@
 """A request that finds the database pool empty (psycopg's pool, under ASGI on PostgreSQL) for
 DATABASE_POOL_TIMEOUT seconds is answered 503 with Retry-After and a message that says why,
 not a 500. A written Django middleware (its documented hooks only); the API's lean chat path
-never gets here: its turns' database steps share as many threads as the pool has connections.
+never gets here: `agents.turns.turn_start` refuses its turn as busy (503) on either pool.
 """
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.db import OperationalError
 from django.http import HttpResponse, JsonResponse
 
-from agents.turns.admission import RETRY_AFTER_S  # one answer to "when to try again"
+# One answer to "when to try again" and to "is the pool empty", for pages and the API alike.
+from agents.turns.admission import RETRY_AFTER_S, pool_exhausted
 
 BUSY = "The app is too busy to answer right now; nothing was changed. Try again in a moment."
-
-
-def pool_exhausted(exc: BaseException) -> bool:
-    from psycopg_pool import PoolTimeout  # installed with psycopg[pool], used only there
-
-    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
 
 
 def busy_response(request) -> HttpResponse:

@@ -1,15 +1,32 @@
-"""The cap on chat turns in flight in one web process.
+"""The cap on chat turns in flight in one web process, and what "too busy" is.
 
 Past CHAT_MAX_TURNS_IN_FLIGHT a new turn is refused at once (503 with Retry-After) before
-anything is written, instead of queueing until the database pool or the client gives up.
+anything is written, instead of queueing until the database pool or the client gives up; so
+is a request that finds a database pool empty for DATABASE_POOL_TIMEOUT.
 """
 
 import threading
 import weakref
 
 from django.conf import settings
+from django.db import OperationalError
+from psycopg_pool import PoolTimeout
 
 RETRY_AFTER_S = 2
+
+
+DATABASE_BUSY = (
+    "The database is busy with as many messages as it may carry; nothing was sent. "
+    f"Try again in {RETRY_AFTER_S} s."
+)
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """A PostgreSQL pool stayed empty for DATABASE_POOL_TIMEOUT: psycopg's PoolTimeout, as
+    Django wraps it or (agents/turns/pg_async.py) as it is."""
+    return isinstance(exc, PoolTimeout) or (
+        isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
+    )
 
 
 class Overloaded(Exception):

@@ -36,8 +36,8 @@ from agents.schemas import (
     adapter_for,
     schema_for_task,
 )
-from agents.turns import record
-from agents.turns.db import run_db, run_db_detached
+from agents.turns import pg_async, record
+from agents.turns.db import on_event_loop, run_db, run_db_detached
 from agents.turns.start import StartedTurn
 from reviewapp.people import public_id
 
@@ -160,23 +160,28 @@ async def _call(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEven
         turn.keep_partial(_partial(assembler))
         _fail(turn, STOPPED, "the client closed the connection", 499)
         turn.execution_time_ms = int((time.monotonic() - clock) * 1000)
-        await asyncio.shield(run_db_detached(_save, started, detected))
+        await asyncio.shield(_save(started, detected, detached=True))
         raise
     if streamed is not None:
         turn.keep_partial(streamed)
     turn.execution_time_ms = int((time.monotonic() - clock) * 1000)
-    yield TurnDone(await run_db(_save, started, detected))
+    yield TurnDone(await _save(started, detected))
 
 
-def _save(started: StartedTurn, detected_schema: str) -> RequestLog:
+async def _save(started: StartedTurn, detected_schema: str, detached: bool = False) -> RequestLog:
+    """The turn's one save: awaited on the loop (the lean path on PostgreSQL) or the ORM in a
+    thread; `detached` after the client hung up (the request's thread may be gone)."""
     if detected_schema:
         started.deployment.detected_schema = detected_schema
-    return record.save_turn(
-        started.row,
+    save = dict(
         conversation=started.conversation,
         key=started.idempotency_key,
         detected_schema=detected_schema,
     )
+    if on_event_loop():
+        return await pg_async.save_turn(started.row, **save)
+    run = run_db_detached if detached else run_db
+    return await run(record.save_turn, started.row, **save)
 
 
 def _fail(turn: RequestLog, message: str, detail: str, status_code: int) -> None:

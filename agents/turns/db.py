@@ -3,8 +3,9 @@ and never holding a connection while the agent is thinking.
 
 Under Django's ASGI handler (the chat page) a step runs in the request's own thread, as every
 synchronous part of that request does. The API's lean path (agents/turns/lean_api.py) runs
-outside Django's handler and sets `pooled_threads`: its steps share a few threads, as many as
-the database pool has connections, so a thousand turns in flight need neither a thousand
+outside Django's handler and sets `pooled_threads`: on PostgreSQL its everyday statements are
+awaited on the loop (pg_async.py); its other steps share a few threads, as many as the
+database pool has connections, so a thousand turns in flight need neither a thousand
 threads nor more connections than the pool. Each step gives its connection back when it ends.
 """
 
@@ -17,6 +18,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
+from agents.turns import pg_async
+
 T = TypeVar("T")
 
 # The executor of the current turn's database steps; None: the calling request's thread.
@@ -24,6 +27,12 @@ pooled_threads: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.
     "turn_db_threads", default=None
 )
 _executor: ThreadPoolExecutor | None = None
+
+
+def on_event_loop() -> bool:
+    """Whether this turn's everyday statements are awaited on the event loop instead
+    (agents/turns/pg_async.py): the lean path's turns, on PostgreSQL."""
+    return pooled_threads.get() is not None and pg_async.enabled()
 
 
 def shared_executor() -> ThreadPoolExecutor:

@@ -58,57 +58,62 @@ def keyed_turn(user, key: str) -> RequestLog | None:
 def save_turn(
     turn: RequestLog, *, conversation: Conversation, key: str, detected_schema: str
 ) -> RequestLog:
-    """The turn's save: its row first (the record that must not be lost), then the
-    conversation's title and inputs and the key's link, each its own statement: no
-    BEGIN/COMMIT round trips on the hot path. A crash between them leaves a logged turn whose
-    key a retry may send again after the grace, never a key pointing nowhere."""
-    # Here, in a worker thread, not on the event loop: normalizing a big trace takes long
-    # (bench/trace_render.py). Once per turn: the outline (what the tree opens from) and the
-    # API's answer (`normalized_trace`, read by TurnOutputSerializer) share it.
+    """The turn's save through the ORM: its row, the conversation's title and inputs, the key's
+    link, in one transaction (on PostgreSQL each commit waits for the disk: one, not three).
+    agents/turns/pg_async.py writes the same rows without a thread."""
+    prepare_save(turn, conversation)
+    with transaction.atomic():
+        _insert(turn)
+        conversation.save(update_fields=CONVERSATION_TOUCHED)
+        if key:
+            TurnKey.objects.filter(user_id=turn.user_id, key=key).update(turn=turn)
+        if detected_schema:
+            Deployment.objects.filter(pk=turn.deployment_id, detected_schema="").update(
+                detected_schema=detected_schema
+            )
+    return turn
+
+
+# The conversation's name, its inputs for the next turn, and its place at the top of the list.
+CONVERSATION_TOUCHED = ["title", "custom_inputs", "updated_at"]
+
+
+def prepare_save(turn: RequestLog, conversation: Conversation) -> None:
+    """Everything a save computes before its statements, whichever driver runs them."""
+    # Off the event loop for a big trace (bench/trace_render.py: normalizing one takes long).
+    # Once per turn: the outline (what the tree opens from) and the API's answer
+    # (`normalized_trace`, read by TurnOutputSerializer) share it.
     if turn.trace:
         with gc_paused():  # cyclic GC passes over the normalized trace's objects tripled the time
             turn.normalized_trace = normalize_trace(turn.trace)
             turn.trace_outline = outline_from(turn.normalized_trace)
-    _insert(turn)
-    _touch(conversation, turn)
-    if key:
-        TurnKey.objects.filter(user_id=turn.user_id, key=key).update(turn=turn)
-    if detected_schema:
-        Deployment.objects.filter(pk=turn.deployment_id, detected_schema="").update(
-            detected_schema=detected_schema
-        )
-    return turn
-
-
-def _touch(conversation: Conversation, turn: RequestLog) -> None:
-    """The conversation's name, its inputs for the next turn, and its place at the top of the
-    list (`updated_at`): one UPDATE."""
     if not conversation.title:
         conversation.title = turn.request.strip().splitlines()[0][:TITLE_CHARS]
     conversation.custom_inputs = turn.custom_inputs
-    conversation.save(update_fields=["title", "custom_inputs", "updated_at"])
 
 
-def _insert(turn: RequestLog) -> None:
-    """The id a rating refers to: the agent's, unless it gave none, one that cannot sit in a URL
-    or an HTML id, or one we already have; then ours, and the agent's is kept in the metadata.
-    A taken id is found by the unique index, not by a query before every insert."""
+def keeps_agent_request_id(turn: RequestLog) -> bool:
+    """The id a rating refers to is the agent's, unless it gave none or one that cannot sit in
+    a URL or an HTML id (or, found by the unique index on insert, one we already have)."""
+    return bool(_SAFE_REQUEST_ID.fullmatch(turn.databricks_request_id))
+
+
+def use_own_request_id(turn: RequestLog) -> None:
+    """Our id instead of the agent's, which is kept in the metadata."""
     agent_id = turn.databricks_request_id
-    if _SAFE_REQUEST_ID.fullmatch(agent_id):
-        try:
-            _insert_once(turn)
-            return
-        except IntegrityError:
-            turn.pk = None  # taken: below with our own id
     if agent_id:
         turn.request_metadata["agent_request_id"] = agent_id[:500]
     turn.databricks_request_id = str(uuid.uuid4())
+
+
+def _insert(turn: RequestLog) -> None:
+    # A taken id is found by the unique index, not by a query before every insert.
+    if keeps_agent_request_id(turn):
+        try:
+            with transaction.atomic():  # a savepoint: the failed insert must not end the save
+                turn.save(force_insert=True)
+            return
+        except IntegrityError:
+            turn.pk = None  # taken: below with our own id
+    use_own_request_id(turn)
     turn.save(force_insert=True)
-
-
-def _insert_once(turn: RequestLog) -> None:
-    if transaction.get_autocommit():
-        turn.save(force_insert=True)  # a failed statement in autocommit needs no savepoint
-        return
-    with transaction.atomic():  # inside a transaction (tests, a caller's): a savepoint
-        turn.save(force_insert=True)

@@ -12,14 +12,15 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.utils import timezone
+from psycopg import OperationalError
 
 from agents import access, selectors
-from agents.conversations import conversation_create, conversation_history
+from agents.conversations import conversation_create, conversation_history, new_conversation
 from agents.custom_inputs import check_custom_inputs
 from agents.models import Conversation, Deployment, RequestLog
-from agents.turns import admission, record
-from agents.turns.db import run_db
+from agents.turns import admission, db, pg_async, record
 
 UNSET: Any = object()  # custom_inputs not given: the conversation's (a new one: the default's)
 
@@ -61,46 +62,45 @@ async def turn_start(
     Http404 (rights), ValidationError (bad input); then nothing was written. `history`
     replaces the conversation's own messages (the API's `messages`)."""
     slot = admission.admit()
+    asked = dict(
+        user=user,
+        api_token=api_token,
+        deployment_id=deployment_id,
+        message=message,
+        custom_inputs=custom_inputs,
+        conversation_id=conversation_id,
+        history=history,
+        key=idempotency_key,
+    )
     try:
-        return await run_db(
-            _start,
-            slot,
-            user=user,
-            api_token=api_token,
-            deployment_id=deployment_id,
-            message=message,
-            custom_inputs=custom_inputs,
-            conversation_id=conversation_id,
-            history=history,
-            key=idempotency_key,
-        )
-    except BaseException:
+        if db.on_event_loop():
+            started = await _start_on_loop(slot, **asked)
+            if started is not None:
+                return started
+        return await db.run_db(_start, slot, **asked)
+    except BaseException as exc:
         slot.release()
+        if admission.pool_exhausted(exc):
+            raise admission.Overloaded(admission.DATABASE_BUSY) from None
         raise
 
 
 def _start(
     slot, *, user, api_token, deployment_id, message, custom_inputs, conversation_id, history, key
 ):
+    """The start through the ORM, in a thread: any database, any case."""
     access.follow_changes()
     if user is None:
         user = access.user_for_token(api_token)
         if user is None:
             raise NotAuthenticated("Invalid token.")
     deployment = access.chat_deployment(user, deployment_id)
-    if not deployment.enabled:
-        raise ValidationError("This deployment is disabled; an admin can enable it again.")
-    if not message.strip():
-        raise ValidationError("Type a message first.")
+    _check(deployment, message)
     # A retried send goes to its first send's conversation (it must not start another).
     conversation = record.conversation_of_key(user, key)
     if conversation is None and conversation_id:
         conversation = selectors.conversation_get_for_user(user, deployment, conversation_id)
-    if custom_inputs is UNSET:
-        custom_inputs = (
-            conversation.custom_inputs if conversation else deployment.default_custom_inputs
-        )
-    custom_inputs = check_custom_inputs(deployment, custom_inputs)
+    custom_inputs = _inputs(deployment, conversation, custom_inputs)
     is_new = conversation is None
     if conversation is None:
         conversation = conversation_create(deployment=deployment, user=user)
@@ -122,9 +122,82 @@ def _start(
             return started
     if history is None:
         history = [] if is_new else conversation_history(conversation)
+    _prepare(started, history, message, custom_inputs)
+    return started
+
+
+async def _start_on_loop(
+    slot, *, user, api_token, deployment_id, message, custom_inputs, conversation_id, history, key
+) -> StartedTurn | None:
+    """The everyday start on PostgreSQL, its reads one round trip awaited on the loop
+    (pg_async.py): the same steps as `_start`, or None, before anything is written, when the
+    ORM must answer (the access cache is cold or changed, an idempotency key is to be claimed,
+    a pooled connection turned out dead)."""
+    if key:
+        return None
+    if user is None:
+        user = access.known_user(api_token)
+        if user is access.NOT_KNOWN:
+            return None
+    try:
+        async with pg_async.connection() as conn:
+            reads = await pg_async.start_reads(
+                conn,
+                user_id=user.pk if user is not None else 0,
+                deployment_id=deployment_id,
+                conversation_id=conversation_id,
+                history=history is None,
+            )
+            if not access.follows(reads.stamp):
+                return None  # what the cache said (the user above included) may be stale
+            if user is None:
+                raise NotAuthenticated("Invalid token.")
+            deployment = access.known_chat_deployment(user, deployment_id)
+            if deployment is access.NOT_KNOWN:
+                return None
+            _check(deployment, message)
+            conversation = reads.conversation
+            if conversation_id and conversation is None:
+                raise Http404("No such conversation.")
+            custom_inputs = _inputs(deployment, conversation, custom_inputs)
+            if conversation is None:
+                conversation = new_conversation(deployment=deployment, user=user)
+                await pg_async.insert_conversation(conn, conversation)
+    except admission.PoolTimeout:
+        raise  # an OperationalError too, but the pool is busy, not dead: refused as busy
+    except OperationalError:
+        await pg_async.drop_dead_connections()
+        return None
+    started = StartedTurn(
+        user=user,
+        deployment=deployment,
+        conversation=conversation,
+        is_new_conversation=not conversation_id,
+        idempotency_key=key,
+        slot=slot,
+    )
+    _prepare(started, reads.history if history is None else history, message, custom_inputs)
+    return started
+
+
+def _check(deployment: Deployment, message: str) -> None:
+    if not deployment.enabled:
+        raise ValidationError("This deployment is disabled; an admin can enable it again.")
+    if not message.strip():
+        raise ValidationError("Type a message first.")
+
+
+def _inputs(deployment: Deployment, conversation: Conversation | None, given: Any) -> dict:
+    """What the turn sends as custom_inputs: as given, else the conversation's (a new one: the
+    deployment's default), checked."""
+    if given is UNSET:
+        given = conversation.custom_inputs if conversation else deployment.default_custom_inputs
+    return check_custom_inputs(deployment, given)
+
+
+def _prepare(started: StartedTurn, history: list, message: str, custom_inputs: dict) -> None:
     started.messages = [*history, {"role": "user", "content": message}]
     started.row = _new_row(started, message, custom_inputs)
-    return started
 
 
 def _new_row(started: StartedTurn, message: str, custom_inputs: dict) -> RequestLog:
