@@ -154,7 +154,7 @@ async def start_reads(
 async def insert_conversation(conn: AsyncConnection, conversation: Conversation) -> None:
     """As Model.save(force_insert=True)."""
     fields = _sql.conversation_insert_fields
-    values = [_db_value(field, field.pre_save(conversation, True)) for field in fields]
+    values = _db_values(fields, conversation, add=True)
     await conn.execute(_sql.conversation_insert, values)
     conversation._state.adding = False
     conversation._state.db = "default"
@@ -205,8 +205,8 @@ async def _insert_turn(conn, turn, conversation, key, detected_schema) -> None:
 
 
 async def _insert_once(conn, turn, conversation, key, detected_schema) -> int | None:
-    turn_values = [_db_value(f, f.pre_save(turn, True)) for f in _sql.turn_insert_fields]
-    touched = [_db_value(f, f.pre_save(conversation, False)) for f in _sql.touched_fields]
+    turn_values = _db_values(_sql.turn_insert_fields, turn, add=True)
+    touched = _db_values(_sql.touched_fields, conversation, add=False)
     params = [*turn_values, *touched, conversation.pk, turn.user_id, key]
     params += [detected_schema, detected_schema, turn.deployment_id]
     cursor = await conn.execute(_sql.save, params)
@@ -342,5 +342,9 @@ def _list(columns) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(column) for column in columns)
 
 
-def _db_value(field: models.Field, value: object) -> object:
-    return field.get_db_prep_save(value, connections["default"])
+def _db_values(fields: list[models.Field], instance: models.Model, *, add: bool) -> list:
+    """What the ORM would send for these fields of the instance (auto_now ones set now)."""
+    django_connection = connections["default"]  # its operations adapt values; no query
+    return [
+        field.get_db_prep_save(field.pre_save(instance, add), django_connection) for field in fields
+    ]
