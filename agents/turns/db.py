@@ -1,8 +1,8 @@
-"""Where a turn's database steps run: never on the event loop (Django refuses the ORM there),
-and never holding a connection while the agent is thinking.
+"""Where a turn's database steps run: the ORM never on the event loop (Django refuses it there),
+and no step holding a connection while the agent is thinking.
 
 Under Django's ASGI handler (the chat page) a step runs in the request's own thread, as every
-synchronous part of that request does. The API's lean path (agents/turns/lean_api.py) runs
+synchronous part of that request does. The API's lean path (agents/lean_chat_api.py) runs
 outside Django's handler and sets `pooled_threads`: on PostgreSQL its everyday statements are
 awaited on the loop (pg_async.py); its other steps share a few threads, as many as the
 database pool has connections, so a thousand turns in flight need neither a thousand
