@@ -104,14 +104,7 @@ def _start(
     is_new = conversation is None
     if conversation is None:
         conversation = conversation_create(deployment=deployment, user=user)
-    started = StartedTurn(
-        user=user,
-        deployment=deployment,
-        conversation=conversation,
-        is_new_conversation=not conversation_id,
-        idempotency_key=key,
-        slot=slot,
-    )
+    started = StartedTurn(user, deployment, conversation, not conversation_id, key, slot)
     if key:
         earlier = record.claim_key(user, key, conversation, deployment.request_timeout_s)
         if earlier is None:
@@ -168,14 +161,7 @@ async def _start_on_loop(
     except OperationalError:
         await pg_async.drop_dead_connections()
         return None
-    started = StartedTurn(
-        user=user,
-        deployment=deployment,
-        conversation=conversation,
-        is_new_conversation=not conversation_id,
-        idempotency_key=key,
-        slot=slot,
-    )
+    started = StartedTurn(user, deployment, conversation, not conversation_id, key, slot)
     _prepare(started, reads.history if history is None else history, message, custom_inputs)
     return started
 
