@@ -251,3 +251,20 @@ def test_a_failed_call_is_a_logged_turn_on_both_drivers(
         stored = RequestLog.objects.get(pk=turn.pk)
         assert stored.error and stored.status_code >= 500
         assert stored.trace is None and stored.response == ""
+
+
+def test_a_big_reply_is_normalized_off_the_loop_and_saved_whole(token, deployment):
+    """A long question comes back in the trace's span inputs: a reply past BIG_REPLY_BYTES,
+    whose trace is normalized in a thread instead of on the loop."""
+    long_question = "How does MLflow tracing show retrieved documents? " * 700
+
+    async def scenario():
+        await api_turn(token, deployment)  # warm: the next turn's start is the loop's too
+        return await api_turn(token, deployment, long_question)
+
+    turn = as_the_lean_path(scenario)
+    stored = RequestLog.objects.get(pk=turn.pk)
+    assert len(stored.response_raw) > pg_async.BIG_REPLY_BYTES
+    assert stored.request == long_question and not stored.error
+    assert stored.trace_outline["trace_id"] == stored.trace["info"]["trace_id"]
+    assert len(stored.trace_outline["spans"]) == len(stored.trace["data"]["spans"])
