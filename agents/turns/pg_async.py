@@ -15,6 +15,7 @@ What is rare stays on the ORM: a cold or changed access cache, an idempotency ke
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from agents.models import AccessStamp, Conversation, Deployment, RequestLog, TurnKey
 from agents.turns import record
 
+logger = logging.getLogger(__name__)
 APPLICATION_NAME = "reviewapp-turns"
 BIG_REPLY_BYTES = 50_000  # a reply this big carries a trace worth normalizing in a thread
 # A save waits longer for a connection than a start: the agent has answered, the turn must land.
@@ -50,9 +52,10 @@ async def connection(timeout: float | None = None) -> AsyncIterator[AsyncConnect
         yield conn
 
 
-async def drop_dead_connections() -> None:
+async def drop_dead_connections(exc: OperationalError, what: str) -> None:
     """After a statement met a dead connection (PostgreSQL restarted): test the idle ones and
     replace those that are dead too, so the next statements get live ones."""
+    logger.warning("turn %s: a pooled connection failed (%s); replacing dead ones", what, exc)
     pool = _pools.get(asyncio.get_running_loop())
     if pool is not None:
         await pool.check()
@@ -181,10 +184,10 @@ async def save_turn(
             return turn
         except PoolTimeout:
             raise  # an OperationalError too, but the pool is busy, not dead
-        except OperationalError:
+        except OperationalError as exc:
             if attempt == 2:
                 raise
-            await drop_dead_connections()
+            await drop_dead_connections(exc, "save: sending it again")
     raise AssertionError("unreachable")
 
 

@@ -158,8 +158,8 @@ async def _start_on_loop(
                 await pg_async.insert_conversation(conn, conversation)
     except admission.PoolTimeout:
         raise  # an OperationalError too, but the pool is busy, not dead: refused as busy
-    except OperationalError:
-        await pg_async.drop_dead_connections()
+    except OperationalError as exc:
+        await pg_async.drop_dead_connections(exc, "start: through the ORM instead")
         return None
     started = StartedTurn(user, deployment, conversation, not conversation_id, key, slot)
     _prepare(started, reads.history if history is None else history, message, custom_inputs)

@@ -155,7 +155,7 @@ def kill_the_pool_connections() -> int:
         return cursor.fetchone()[0]
 
 
-def test_a_start_that_meets_a_dead_connection_goes_through_the_orm(token, deployment):
+def test_a_start_that_meets_a_dead_connection_goes_through_the_orm(token, deployment, caplog):
     async def scenario():
         await api_turn(token, deployment)
         await api_turn(token, deployment)  # the cache is warm: this start used the pool too
@@ -167,9 +167,10 @@ def test_a_start_that_meets_a_dead_connection_goes_through_the_orm(token, deploy
     assert killed >= 1
     assert not after.error
     assert RequestLog.objects.filter(request=FOLLOW_UP).count() == 1
+    assert "turn start: through the ORM instead" in caplog.text
 
 
-def test_a_save_that_meets_a_dead_connection_is_sent_again_once(token, deployment):
+def test_a_save_that_meets_a_dead_connection_is_sent_again_once(token, deployment, caplog):
     async def scenario():
         await api_turn(token, deployment)
         started = await turn_start(api_token=token, deployment_id=deployment.pk, message=FOLLOW_UP)
