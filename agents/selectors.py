@@ -8,9 +8,9 @@ from django.db.models import Count, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast
 from django.http import Http404
 
-from agents import trace_outline, tracking
+from agents import tracking
 from agents.models import Conversation, Deployment, RequestLog
-from agents.trace_outline import TraceOutline
+from agents.trace_outline import TraceOutline, outline_of
 from agents.trace_values import gc_paused
 from agents.traces import NormalizedTrace, Span, normalize_trace
 from reviewapp import roles
@@ -238,7 +238,7 @@ def _stored_outline(request_id: str) -> TraceOutline:
     if has_trace:
         with gc_paused():
             raw = turns.values_list("trace", flat=True).first()
-        stored = trace_outline.outline_of(raw)
+        stored = outline_of(raw)
         turns.update(trace_outline=stored)
     elif mlflow_trace_id and _tracked_trace(request_id) is not None:
         stored = turns.values_list("trace_outline", flat=True).first()
@@ -270,6 +270,14 @@ def trace_span_or_raise(request_id: str, span_id: str) -> Span | None:
         return outline.read_span(entry, raw)
     trace = trace_normalized_or_raise(request_id)  # the whole trace, normalized
     return trace.find(entry.span_id) if trace is not None else None
+
+
+def trace_outline(request_id: str) -> TraceOutline | None:
+    """`trace_outline_or_raise`, with None also while the trace cannot be fetched."""
+    try:
+        return trace_outline_or_raise(request_id)
+    except tracking.TraceUnavailable:
+        return None
 
 
 def trace_span(request_id: str, span_id: str) -> Span | None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from agents.trace_outline import TraceOutline
 from agents.trace_values import hex_span_id
-from agents.traces import NormalizedTrace
 from feedback.label_values import (
     MAX_TEXT_CHARS,
     THUMBS_VALUES,
@@ -40,16 +40,14 @@ class RetrieverSpan:
         return len(self.positions)
 
 
-def retriever_spans(trace: NormalizedTrace | None) -> dict[str, RetrieverSpan]:
-    """Spans whose output is a list of documents, by span id (lowercase hex)."""
-    if trace is None:
+def retriever_spans(outline: TraceOutline | None) -> dict[str, RetrieverSpan]:
+    """Spans whose output is a list of documents, by span id (lowercase hex), from the trace's
+    stored outline: a 60 MB trace need not be read to check a rating of one document."""
+    if outline is None:
         return {}
     return {
-        span.span_id: RetrieverSpan(
-            span.span_id, span.name, frozenset(d.position for d in span.documents)
-        )
-        for span in trace.iter_spans()
-        if span.documents is not None
+        span.span_id: RetrieverSpan(span.span_id, span.name, frozenset(positions))
+        for span, positions in outline.retrievers()
     }
 
 

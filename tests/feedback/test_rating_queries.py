@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 
-from agents.selectors import trace_normalized_or_raise
+from agents.selectors import trace_outlines_forget
 from feedback.models import Delivery, Rating
 from tests.feedback.conftest import retriever_span_id
 
@@ -44,7 +44,7 @@ def test_an_api_rating_takes_12_queries_and_a_change_of_it_10(client, turn, revi
     }
     counts = []
     for _ in range(2):
-        trace_normalized_or_raise.cache_clear()  # as in a process that has not read it yet
+        trace_outlines_forget()  # as in a process that has not read it yet
         with CaptureQueriesContext(connection) as queries:
             response = client.post(
                 f"/api/v1/requests/{turn.databricks_request_id}/assessments/",
@@ -58,10 +58,11 @@ def test_an_api_rating_takes_12_queries_and_a_change_of_it_10(client, turn, revi
     # The access stamp (agents.access), then the first time in this process the token and
     # user and their roles (kept after); the stamp again (the turn's visibility); the turn;
     # the first time, whether the reviewer sees its deployment (kept after); its label
-    # schemas; its trace (to check the document); the turn's lock; retire the current version
-    # (none the first time); the rating; its delivery. A change also supersedes the previous
-    # version's unsent delivery. The stamp reads and the plain turn read cost less CPU than
-    # the token, roles and visibility queries they replace (bench/README.md).
+    # schemas; its trace's stored outline (to check the document); the turn's lock; retire
+    # the current version (none the first time); the rating; its delivery. A change also
+    # supersedes the previous version's unsent delivery. The stamp reads and the plain turn
+    # read cost less CPU than the token, roles and visibility queries they replace
+    # (bench/README.md).
     assert counts == [12, 10]
     assert Rating.objects.filter(is_current=True).count() == 1
     assert sorted(Delivery.objects.values_list("status", flat=True)) == ["pending", "superseded"]

@@ -1,5 +1,7 @@
 """Saving ratings: validation first, then the rating and its delivery in one transaction."""
 
+import re
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
@@ -63,6 +65,44 @@ def test_a_document_rating_needs_a_real_document(turn, reviewer):
             services.rating_create(turn=turn, reviewer=reviewer, retrieval_assessments=[bad])
         assert message in str(caught.value)
     assert Rating.objects.count() == 1
+
+
+def test_a_document_rating_is_checked_against_the_outline_not_the_trace(turn, reviewer):
+    """A trace may be tens of MB: the rating of one document reads the turn's stored outline,
+    which names each retriever span's documents. An outline of the version before that is
+    made again once, from the trace, and kept."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agents.models import RequestLog
+    from agents.selectors import trace_normalized_or_raise, trace_outlines_forget
+    from agents.trace_outline import OUTLINE_VERSION
+
+    span_id = retriever_span_id(turn)
+    stored = RequestLog.objects.get(pk=turn.pk)
+    assert stored.trace_outline["version"] == OUTLINE_VERSION
+    older = {k: v for k, v in stored.trace_outline.items() if k != "documents"}
+    RequestLog.objects.filter(pk=turn.pk).update(trace_outline={**older, "version": 1})
+
+    def reads_the_trace(queries: list[str]) -> bool:
+        return any(re.search(r'"agents_requestlog"\."trace"(?! IS NOT NULL)', q) for q in queries)
+
+    def rate(position: int) -> list[str]:
+        trace_outlines_forget()  # as a process that has read neither yet
+        trace_normalized_or_raise.cache_clear()
+        document = {"position": position, "step_id": span_id}
+        document["ratings"] = {"chunk_relevance": {"value": "positive"}}
+        with CaptureQueriesContext(connection) as queries:
+            services.rating_create(turn=turn, reviewer=reviewer, retrieval_assessments=[document])
+        return [query["sql"] for query in queries]
+
+    first = rate(0)  # the old outline: made again from the trace
+    assert reads_the_trace(first)
+    assert RequestLog.objects.get(pk=turn.pk).trace_outline["documents"]
+    later = rate(1)
+    assert not reads_the_trace(later)
+    with pytest.raises(ValidationError, match="is not one of the 3 document"):
+        rate(3)
 
 
 @pytest.mark.parametrize(
