@@ -10,7 +10,7 @@ from django.http import Http404
 
 from agents import tracking
 from agents.models import Conversation, Deployment, RequestLog
-from agents.trace_outline import TraceOutline, outline_of
+from agents.trace_outline import OUTLINE_VERSION, TraceOutline, outline_of
 from agents.trace_values import gc_paused
 from agents.traces import NormalizedTrace, Span, normalize_trace
 from reviewapp import roles
@@ -272,12 +272,23 @@ def trace_span_or_raise(request_id: str, span_id: str) -> Span | None:
     return trace.find(entry.span_id) if trace is not None else None
 
 
-def trace_outline(request_id: str) -> TraceOutline | None:
-    """`trace_outline_or_raise`, with None also while the trace cannot be fetched."""
+def retriever_documents(request_id: str) -> dict[str, dict] | None:
+    """Each retriever span of the turn's trace, by span id: its name and its documents'
+    positions; None when there is no trace (or it cannot be fetched now). Read from the stored
+    outline's `documents` key alone, not the trace, which may be tens of MB; an outline of an
+    older version is made again first (`trace_outline_or_raise`).
+
+    No access check: callers have already fetched the turn for the user.
+    """
+    turns = RequestLog.objects.filter(databricks_request_id=request_id)
+    row = turns.values_list("trace_outline__version", "trace_outline__documents").first()
+    if row is not None and row[0] == OUTLINE_VERSION:
+        return row[1]
     try:
-        return trace_outline_or_raise(request_id)
+        outline = trace_outline_or_raise(request_id)
     except tracking.TraceUnavailable:
         return None
+    return outline.documents if outline is not None else None
 
 
 def trace_span(request_id: str, span_id: str) -> Span | None:

@@ -19,9 +19,9 @@ from agents.trace_values import gc_paused, hex_span_id, jsonable
 from agents.traces import NormalizedTrace, Span, normalize_trace, read_one_span
 
 # Bump when the stored shape changes: outlines of another version are made again when opened.
-# 2: `documents`, the document positions of each retriever span (a rating of a document is
-# checked against them without reading the trace).
-OUTLINE_VERSION = 2
+# 3: `documents`, each retriever span's name and document positions by span id (a rating of a
+# document is checked against them without reading the trace; 2 held them by row, briefly).
+OUTLINE_VERSION = 3
 
 
 def outline_of(trace: Any) -> dict | None:
@@ -39,7 +39,8 @@ def outline_from(trace: NormalizedTrace) -> dict:
     for number, span in enumerate(trace.iter_spans()):
         row_of[span.span_id] = number
         if span.documents is not None:
-            documents[str(number)] = sorted(document.position for document in span.documents)
+            positions = sorted(document.position for document in span.documents)
+            documents[span.span_id] = {"name": span.name, "positions": positions}
         parent = -1 if span.depth == 0 else row_of[span.parent_id]
         rows.append(
             [span.span_id, parent, span.source_index, span.name, span.span_type, span.status,
@@ -93,11 +94,12 @@ class TraceOutline:
     spans_path: list[str] | None
     document_columns: tuple[str, str, str]
     span_problems: dict[str, list[str]]
-    document_positions: dict[str, list[int]]  # by row number: the retriever spans' documents
+    # Each retriever span's name and documents' positions, by span id: what a rating of a
+    # document is checked against (agents.selectors.retriever_documents).
+    documents: dict[str, dict]
     roots: list[OutlineSpan] = field(default_factory=list)
     span_count: int = 0
     _index: dict[str, OutlineSpan] = field(default_factory=dict, repr=False)
-    _rows: list[OutlineSpan] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_stored(cls, stored: Any) -> TraceOutline | None:
@@ -115,9 +117,9 @@ class TraceOutline:
             spans_path=stored["spans_path"],
             document_columns=tuple(stored["document_columns"]),
             span_problems=stored["span_problems"],
-            document_positions=stored["documents"],
+            documents=stored["documents"],
         )
-        rows, index, roots = outline._rows, outline._index, outline.roots
+        rows, index, roots = [], outline._index, outline.roots
         with gc_paused():  # tens of thousands of small acyclic objects
             for number, row in enumerate(stored["spans"]):
                 span_id, parent, source, name, span_type, status, offset, duration = row
@@ -137,12 +139,6 @@ class TraceOutline:
                 index[span_id] = span
         outline.span_count = len(rows)
         return outline
-
-    def retrievers(self) -> list[tuple[OutlineSpan, list[int]]]:
-        """Each span whose output is a list of documents, with its documents' positions."""
-        return [
-            (self._rows[int(row)], positions) for row, positions in self.document_positions.items()
-        ]
 
     def find(self, span_id: str) -> OutlineSpan | None:
         """The span with this id (also given as 0x-hex or base64), as NormalizedTrace.find."""

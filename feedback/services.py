@@ -85,7 +85,7 @@ def rating_validate(
                 errors["text_assessments"] = exc.messages
     documents: list[dict] = []
     if retrieval_assessments not in (None, []):
-        spans = retriever_spans(agent_selectors.trace_outline(turn.databricks_request_id))
+        spans = retriever_spans(agent_selectors.retriever_documents(turn.databricks_request_id))
         try:
             documents = clean_retrieval_assessments(spans, retrieval_assessments)
         except ValidationError as exc:

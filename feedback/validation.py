@@ -13,7 +13,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from agents.trace_outline import TraceOutline
 from agents.trace_values import hex_span_id
 from feedback.label_values import (
     MAX_TEXT_CHARS,
@@ -40,14 +39,12 @@ class RetrieverSpan:
         return len(self.positions)
 
 
-def retriever_spans(outline: TraceOutline | None) -> dict[str, RetrieverSpan]:
-    """Spans whose output is a list of documents, by span id (lowercase hex), from the trace's
-    stored outline: a 60 MB trace need not be read to check a rating of one document."""
-    if outline is None:
-        return {}
+def retriever_spans(documents: dict[str, dict] | None) -> dict[str, RetrieverSpan]:
+    """Spans whose output is a list of documents, by span id (lowercase hex), as
+    agents.selectors.retriever_documents reads them from the trace's stored outline."""
     return {
-        span.span_id: RetrieverSpan(span.span_id, span.name, frozenset(positions))
-        for span, positions in outline.retrievers()
+        span_id: RetrieverSpan(span_id, found["name"], frozenset(found["positions"]))
+        for span_id, found in (documents or {}).items()
     }
 
 

@@ -33,7 +33,7 @@ def post_breakdown(people: list[Reviewer], turns: list[Turn], runs: int = 200) -
 
     client = Client(HTTP_HOST="127.0.0.1")
     spent = Counter()
-    original_trace = agents.selectors.trace_outline
+    original_trace = agents.selectors.retriever_documents
     original_apply = celery.app.task.Task.apply_async
     timer = QueryTimer()
 
@@ -43,7 +43,7 @@ def post_breakdown(people: list[Reviewer], turns: list[Turn], runs: int = 200) -
         try:
             return original_trace(request_id)
         finally:
-            spent["trace outline (load, checks the document)"] += time.perf_counter() - started
+            spent["the outline's documents (checks the document)"] += time.perf_counter() - started
             spent["  of which its SQL"] += sum(ms for ms, _ in timer.queries[before:]) / 1000
 
     def timed_apply(self, *args, **kwargs):
@@ -64,7 +64,7 @@ def post_breakdown(people: list[Reviewer], turns: list[Turn], runs: int = 200) -
         if response.status_code != 201:
             raise RuntimeError(f"POST answered {response.status_code}: {response.content[:500]}")
 
-    agents.selectors.trace_outline = timed_trace
+    agents.selectors.retriever_documents = timed_trace
     celery.app.task.Task.apply_async = timed_apply
     try:
         reset_ratings()
@@ -113,7 +113,7 @@ def post_breakdown(people: list[Reviewer], turns: list[Turn], runs: int = 200) -
             print("... and every function by own time:")
             stats.sort_stats("tottime").print_stats(25)
     finally:
-        agents.selectors.trace_outline = original_trace
+        agents.selectors.retriever_documents = original_trace
         celery.app.task.Task.apply_async = original_apply
         reset_ratings()
     per = 1000 / runs
@@ -124,7 +124,7 @@ def post_breakdown(people: list[Reviewer], turns: list[Turn], runs: int = 200) -
         - split["SQL (all queries, client side)"]
         - split.get("publish to Redis (apply_async)", 0)
         - (
-            split.get("trace outline (load, checks the document)", 0)
+            split.get("the outline's documents (checks the document)", 0)
             - split.get("  of which its SQL", 0)
         )
     )
