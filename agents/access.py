@@ -35,8 +35,9 @@ _deployments: dict[tuple[int, int], object] = {}
 def user_for_token(key: str) -> AbstractBaseUser | None:
     """The active user an API token belongs to, with their roles loaded; None if no such.
     Call `follow_changes()` first, once per database step."""
-    if key in _users_by_token:
-        return _users_by_token[key]
+    user = known_user(key)
+    if user is not NOT_KNOWN:
+        return user
     token = Token.objects.select_related("user").filter(key=key).first()
     user = token.user if token is not None and token.user.is_active else None
     if user is not None:
@@ -51,17 +52,14 @@ def chat_deployment(user: AbstractBaseUser, deployment_id: int) -> Deployment:
     open to them (the same answer, on purpose). Call `follow_changes()` first, once per
     database step."""
     _load_roles(user)
-    if not roles.can_chat(user):
-        raise PermissionDenied("Your account has no role that may chat.")
-    found = _deployments.get((user.pk, deployment_id))
-    if found is None:
+    found = known_chat_deployment(user, deployment_id)  # the role's refusal, or a known answer
+    if found is NOT_KNOWN:
         try:
             found = selectors.deployment_get_for_user(user, deployment_id, include_disabled=True)
         except Http404:
-            found = _NOT_VISIBLE
+            _remember(_deployments, (user.pk, deployment_id), _NOT_VISIBLE)
+            raise Http404("No such deployment.") from None
         _remember(_deployments, (user.pk, deployment_id), found)
-    if found is _NOT_VISIBLE:
-        raise Http404("No such deployment.")
     return found  # type: ignore[return-value]
 
 

@@ -38,4 +38,3 @@ class IsAdminForWrites(permissions.BasePermission):
         if not request.user or not request.user.is_authenticated:
             return False
         return request.method in permissions.SAFE_METHODS or roles.is_admin(request.user)
-

@@ -177,21 +177,22 @@ async def save_turn(
         await asyncio.to_thread(record.prepare_save, turn, conversation)
     else:
         record.prepare_save(turn, conversation)
-    for attempt in (1, 2):
-        try:
-            async with connection(timeout=SAVE_POOL_TIMEOUT_S) as conn:
-                await _insert_turn(conn, turn, conversation, key, detected_schema)
-            return turn
-        except PoolTimeout:
-            raise  # an OperationalError too, but the pool is busy, not dead
-        except OperationalError as exc:
-            if attempt == 2:
-                raise
-            await drop_dead_connections(exc, "save: sending it again")
-    raise AssertionError("unreachable")
+    try:
+        await _insert_turn(turn, conversation, key, detected_schema)
+    except PoolTimeout:
+        raise  # an OperationalError too, but the pool is busy, not dead
+    except OperationalError as exc:
+        await drop_dead_connections(exc, "save: sending it again")
+        await _insert_turn(turn, conversation, key, detected_schema)
+    return turn
 
 
-async def _insert_turn(conn, turn, conversation, key, detected_schema) -> None:
+async def _insert_turn(turn, conversation, key, detected_schema) -> None:
+    async with connection(timeout=SAVE_POOL_TIMEOUT_S) as conn:
+        await _insert_turn_on(conn, turn, conversation, key, detected_schema)
+
+
+async def _insert_turn_on(conn, turn, conversation, key, detected_schema) -> None:
     if not record.keeps_agent_request_id(turn):
         record.use_own_request_id(turn)
     turn.pk = await _insert_once(conn, turn, conversation, key, detected_schema)
