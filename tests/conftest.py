@@ -4,6 +4,7 @@ Real servers (Redis, the demo agent) are required under CI=true; elsewhere a tes
 missing one is skipped with a message saying what to start.
 """
 
+import logging
 import os
 
 import pytest
@@ -148,7 +149,7 @@ def celery_worker_on_redis(redis_url, transactional_db):
 
     from reviewapp.celery import app
 
-    previous = app.conf.broker_url
+    previous, root_level = app.conf.broker_url, logging.root.level
     _use_broker(app, redis_url)
     app.control.purge()  # messages left by an earlier, interrupted run are not this test's
     try:
@@ -156,6 +157,8 @@ def celery_worker_on_redis(redis_url, transactional_db):
             yield app
     finally:
         _use_broker(app, previous)
+        # The worker set the root logger to ERROR: later tests' caplog would miss warnings.
+        logging.root.setLevel(root_level)
 
 
 def _use_broker(app, url: str) -> None:
