@@ -22,8 +22,12 @@ from feedback import delivery
     retry_jitter=True,
     max_retries=5,
 )
-def delivery_send(self, delivery_id: int) -> str:
-    return delivery.delivery_run(delivery_id, task_id=self.request.id or "")
+def delivery_send(self, delivery_id: int, *more_ids: int) -> str:
+    """`more_ids`: deliveries published in the same message (feedback/publishing.py), run
+    one after another; most are the same deployment's and go out in the first one's batch."""
+    task_id = self.request.id or ""
+    outcomes = [delivery.delivery_run(one, task_id=task_id) for one in (delivery_id, *more_ids)]
+    return " ".join(outcomes)
 
 
 @shared_task
