@@ -138,10 +138,14 @@ def follow_changes() -> None:
             _stamp = stamp
 
 
+# A raw primary-key read: this runs on every turn and rating, and the ORM would cost more than
+# the query. Also sent by the statements awaited on the event loop (reviewapp/pg_loop.py).
+STAMP_SQL = f"SELECT value FROM {AccessStamp._meta.db_table} WHERE id = 1"  # noqa: S608
+
+
 def _read_stamp() -> int:
-    # A raw primary-key read: this runs on every turn, and the ORM would cost more than the query.
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT value FROM {AccessStamp._meta.db_table} WHERE id = 1")  # noqa: S608
+        cursor.execute(STAMP_SQL)
         row = cursor.fetchone()
     return row[0] if row else 0
 

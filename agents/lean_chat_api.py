@@ -9,62 +9,41 @@ figures. Here a turn is the turn service and nothing else: the body is checked b
 serializer and answered by the same `chat_answer` as Django's `chat_api`, so both answer alike
 (tests/chat/test_lean_chat_api.py runs the API's cases through both).
 
-Left out, because a token call needs none of it: sessions and CSRF (a token carries no cookie
-authority), messages, and Django's middleware headers (nosniff is set here). Anything else (no
-token, another method or content type) goes to Django unchanged.
+What a lean path leaves out is said in reviewapp/lean_asgi.py. Anything else (no token,
+another method or content type) goes to Django unchanged.
 """
 
 import asyncio
-import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from urllib.parse import parse_qs
-
-from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 
 from agents.chat_apis import ChatAnswer, chat_answer
 from agents.turns import db
 from reviewapp import jsonlimits
 from reviewapp.api import body_too_large
+from reviewapp.lean_asgi import HungUp, Receive, Send, json_token, read_body, response_headers
+from reviewapp.lean_asgi import send_json as send_json_body
 
 logger = logging.getLogger(__name__)
 CHAT_PATH = re.compile(r"/api/v1/deployments/(\d+)/chat/")
-TOKEN_KEYWORD = b"token "
-
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
 
 
 def lean_target(scope: dict) -> tuple[int, str] | None:
     """(deployment id, token) when this request is one the lean path serves."""
-    if scope["method"] != "POST":
-        return None
     found = CHAT_PATH.fullmatch(scope["path"])
     if found is None:
         return None
-    token, json_body = "", False
-    for name, value in scope["headers"]:
-        if name == b"authorization" and value[:6].lower() == TOKEN_KEYWORD:
-            token = value[6:].strip().decode("latin-1")
-        elif name == b"content-type":
-            json_body = value.split(b";")[0].strip().lower() == b"application/json"
-    if not (token and json_body):
-        return None
-    return int(found.group(1)), token
-
-
-class _HungUp(Exception):
-    """The client hung up before its body was read: there is nothing to answer."""
+    token = json_token(scope)
+    return (int(found.group(1)), token) if token else None
 
 
 async def serve(scope: dict, receive: Receive, send: Send, deployment_id: int, token: str) -> None:
     db.pooled_threads.set(db.shared_executor())  # this request's context only
     try:
-        body = await _read_body(receive)
-    except _HungUp:
+        body = await read_body(receive)
+    except HungUp:
         return
     respond = asyncio.create_task(_respond(scope, send, deployment_id, token, body))
     hang_up = asyncio.create_task(_hang_up(receive, respond))
@@ -105,38 +84,12 @@ async def _respond(scope, send: Send, deployment_id: int, token: str, body: byte
         await _send_events(send, answer)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body, or None past DATA_UPLOAD_MAX_MEMORY_SIZE (the API's limit elsewhere)."""
-    limit, parts, size = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _HungUp
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
-def _headers(answer: ChatAnswer, content_type: bytes) -> list[tuple[bytes, bytes]]:
-    headers = [(b"content-type", content_type), (b"x-content-type-options", b"nosniff")]
-    headers += [(name.lower().encode(), value.encode()) for name, value in answer.headers.items()]
-    return headers
-
-
 async def _send_json(send: Send, answer: ChatAnswer) -> None:
-    body = json.dumps(answer.body, cls=DjangoJSONEncoder).encode()
-    headers = _headers(answer, b"application/json")
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json_body(send, answer.status, answer.body, answer.headers)
 
 
 async def _send_events(send: Send, answer: ChatAnswer) -> None:
-    headers = _headers(answer, b"text/event-stream")
+    headers = response_headers(b"text/event-stream", answer.headers)
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     events = answer.events
     assert events is not None

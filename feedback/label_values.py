@@ -57,9 +57,13 @@ def label_schemas_of_many(deployments) -> None:
         if schema.name == DEFAULT_SCHEMA["name"]:
             default = schema
     for deployment in deployments:
-        deployment._label_schemas_cache = by_deployment.get(deployment.pk) or [
-            default or LabelSchema(**DEFAULT_SCHEMA)
-        ]
+        deployment._label_schemas_cache = label_set(by_deployment.get(deployment.pk, []), default)
+
+
+def label_set(own: list[LabelSchema], stored_default: LabelSchema | None) -> list[LabelSchema]:
+    """What a deployment asks: its own schemas in order; with none, the default question (the
+    stored `answer_correct` schema when there is one)."""
+    return own or [stored_default or LabelSchema(**DEFAULT_SCHEMA)]
 
 
 def is_number(value: Any) -> bool:

@@ -69,6 +69,32 @@ def rating_validate(
     """The protocol shapes (`text_assessments` a list of at most one) cleaned, or a
     ValidationError naming every problem. Nothing is written. `schemas` are what may be
     labelled (the deployment's own when None); `require` enforces their `required`."""
+    if schemas is None and text_assessments not in (None, []):
+        schemas = label_schemas_for(turn.deployment)
+    documents = None
+    if retrieval_assessments not in (None, []):
+        documents = agent_selectors.retriever_documents(turn.databricks_request_id)
+    return rating_clean(
+        text_assessments,
+        retrieval_assessments,
+        schemas=schemas or [],
+        documents=documents,
+        allow_empty=allow_empty,
+        require=require,
+    )
+
+
+def rating_clean(
+    text_assessments: Any,
+    retrieval_assessments: Any,
+    *,
+    schemas: list[LabelSchema],
+    documents: dict[str, dict] | None,
+    allow_empty: bool = False,
+    require: bool = False,
+) -> tuple[dict, list[dict]]:
+    """`rating_validate` once the schemas and the turn's retriever documents
+    (agents.selectors.retriever_documents) are read: no query."""
     errors: dict[str, list[str]] = {}
     text: dict = {}
     if text_assessments not in (None, []):
@@ -76,25 +102,21 @@ def rating_validate(
             errors["text_assessments"] = ["Send a list with one text assessment (the answer's)."]
         else:
             try:
-                text = clean_text_assessment(
-                    schemas if schemas is not None else label_schemas_for(turn.deployment),
-                    text_assessments[0],
-                    required=require,
-                )
+                text = clean_text_assessment(schemas, text_assessments[0], required=require)
             except ValidationError as exc:
                 errors["text_assessments"] = exc.messages
-    documents: list[dict] = []
+    cleaned_documents: list[dict] = []
     if retrieval_assessments not in (None, []):
-        spans = retriever_spans(agent_selectors.retriever_documents(turn.databricks_request_id))
         try:
-            documents = clean_retrieval_assessments(spans, retrieval_assessments)
+            spans = retriever_spans(documents)
+            cleaned_documents = clean_retrieval_assessments(spans, retrieval_assessments)
         except ValidationError as exc:
             errors["retrieval_assessments"] = exc.messages
-    if not errors and not text and not documents and not allow_empty:
+    if not errors and not text and not cleaned_documents and not allow_empty:
         errors["non_field_errors"] = [EMPTY_RATING]
     if errors:
         raise ValidationError(errors)
-    return text, documents
+    return text, cleaned_documents
 
 
 @transaction.atomic

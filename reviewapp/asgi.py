@@ -2,8 +2,8 @@
 
 Static files are served by Starlette's async StaticFiles from STATIC_ROOT (filled by
 `collectstatic` during set-up), so no synchronous middleware sits in front of Django and a slow
-agent never ties up a thread for a static request. A token's chat turn takes the lean path
-(agents/lean_chat_api.py); everything else is Django's.
+agent never ties up a thread for a static request. A token's chat turn and rating take the
+lean paths (agents/lean_chat_api.py, feedback/lean_rating_api.py); everything else is Django's.
 """
 
 import gc
@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from agents import lean_chat_api  # noqa: E402  (imports models: after the setup above)
 from agents.client import serving_loop  # noqa: E402
+from feedback import lean_rating_api  # noqa: E402
 
 STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/")
 
@@ -50,5 +51,9 @@ async def application(scope: dict, receive, send) -> None:
         lean = lean_chat_api.lean_target(scope)
         if lean is not None:  # a token's chat turn: served without Django's handler
             await lean_chat_api.serve(scope, receive, send, *lean)
+            return
+        rating = lean_rating_api.lean_target(scope)
+        if rating is not None:  # a token's rating: saved on the loop when it is an everyday one
+            await lean_rating_api.serve(scope, receive, send, *rating, django=django_application)
             return
     await django_application(scope, receive, send)

@@ -94,7 +94,7 @@ TEMPLATES = [
 
 
 # PostgreSQL under ASGI: connections per web process in each pool (Django's, and the chat
-# turns' own, agents/turns/pg_async.py), and how long a request waits for one before a 503.
+# lean paths' own, reviewapp/pg_loop.py), and how long a request waits for one before a 503.
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 8, minimum=1)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 5, minimum=1)
 
@@ -281,10 +281,11 @@ AGENT_MAX_CONNECTIONS = env_int("AGENT_MAX_CONNECTIONS", 2000, minimum=1)
 # Chat turns one web process carries at once; past it a turn is refused at once with 503 and
 # Retry-After (agents/turns/admission.py), before anything is written.
 CHAT_MAX_TURNS_IN_FLIGHT = env_int("CHAT_MAX_TURNS_IN_FLIGHT", 2000, minimum=1)
-# On PostgreSQL, the API's turns await their everyday statements on the event loop with
-# psycopg's async driver (agents/turns/pg_async.py; a pool of its own, DATABASE_POOL_SIZE
-# connections per web process) instead of the ORM in a thread; 0 keeps them on the ORM.
-TURN_DB_ASYNC = env_bool("TURN_DB_ASYNC", True)
+# On PostgreSQL, the API's lean paths (chat turns, ratings) await their everyday statements on
+# the event loop with psycopg's async driver (reviewapp/pg_loop.py; a pool of its own,
+# DATABASE_POOL_SIZE connections per web process) instead of the ORM in a thread; 0 keeps them
+# on the ORM.
+API_DB_ASYNC = env_bool("API_DB_ASYNC", True)
 # Threads for the database steps of API turns (agents/turns/db.py): at most the pool's size,
 # so turns alone never empty the pool.
 TURN_DB_THREADS = min(

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
-from agents.turns import pg_async
+from reviewapp import pg_loop
 
 T = TypeVar("T")
 
@@ -31,8 +31,8 @@ _executor: ThreadPoolExecutor | None = None
 
 def on_event_loop() -> bool:
     """Whether this turn's everyday statements are awaited on the event loop instead
-    (agents/turns/pg_async.py): the lean path's turns, on PostgreSQL."""
-    return pooled_threads.get() is not None and pg_async.enabled()
+    (reviewapp/pg_loop.py): the lean path's turns, on PostgreSQL."""
+    return pooled_threads.get() is not None and pg_loop.enabled()
 
 
 def shared_executor() -> ThreadPoolExecutor:

@@ -21,6 +21,7 @@ from agents.conversations import conversation_create, conversation_history, new_
 from agents.custom_inputs import check_custom_inputs
 from agents.models import Conversation, Deployment, RequestLog
 from agents.turns import admission, db, pg_async, record
+from reviewapp import pg_loop
 
 UNSET: Any = object()  # custom_inputs not given: the conversation's (a new one: the default's)
 
@@ -133,7 +134,7 @@ async def _start_on_loop(
         if user is access.NOT_KNOWN:
             return None
     try:
-        async with pg_async.connection() as conn:
+        async with pg_loop.connection() as conn:
             reads = await pg_async.start_reads(
                 conn,
                 user_id=user.pk if user is not None else 0,
@@ -159,7 +160,7 @@ async def _start_on_loop(
     except admission.PoolTimeout:
         raise  # an OperationalError too, but the pool is busy, not dead: refused as busy
     except OperationalError as exc:
-        await pg_async.drop_dead_connections(exc, "start: through the ORM instead")
+        await pg_loop.drop_dead_connections(exc, "turn start: through the ORM instead")
         return None
     started = StartedTurn(user, deployment, conversation, not conversation_id, key, slot)
     _prepare(started, reads.history if history is None else history, message, custom_inputs)

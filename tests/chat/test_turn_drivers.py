@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from agents.client import close_http_client
 from agents.models import Conversation, RequestLog
 from agents.turns import Overloaded, admission, db, pg_async, send_turn, turn_start
+from reviewapp import pg_loop
 from tests.conftest import require_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -67,7 +68,7 @@ def as_the_lean_path(scenario):
         try:
             return await scenario()
         finally:
-            await pg_async.close_pool()
+            await pg_loop.close_pool()
             await close_http_client()
 
     return asyncio.run(run())
@@ -82,14 +83,14 @@ async def api_turn(token, deployment, message=QUESTION, **asked) -> RequestLog:
 
 def pool_requests() -> int:
     """Connections handed out by this loop's pool so far (0: it was never opened)."""
-    pool = pg_async._pools.get(asyncio.get_running_loop())
+    pool = pg_loop.loop_pool()
     return pool.get_stats()["requests_num"] if pool is not None else 0
 
 
 def two_turns(settings, token, deployment, *, on_loop: bool):
     """A new conversation, then a follow-up whose history the start reads: the rows, and how
     many connections the loop's own pool gave the follow-up."""
-    settings.TURN_DB_ASYNC = on_loop
+    settings.API_DB_ASYNC = on_loop
 
     async def scenario():
         first = await api_turn(token, deployment)
@@ -104,7 +105,7 @@ def test_both_drivers_write_the_same_turns(settings, token, deployment):
     by_orm = two_turns(settings, token, deployment, on_loop=False)
     on_loop = two_turns(settings, token, deployment, on_loop=True)
 
-    assert by_orm[2] == 0, "TURN_DB_ASYNC=0: no statement of the loop's own"
+    assert by_orm[2] == 0, "API_DB_ASYNC=0: no statement of the loop's own"
     assert on_loop[2] == 2, "the follow-up's start and save, each one checkout on the loop"
     for orm_turn, loop_turn in zip(by_orm[:2], on_loop[:2], strict=True):
         stored = RequestLog.objects.get(pk=loop_turn.pk)
@@ -150,7 +151,7 @@ def kill_the_pool_connections() -> int:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE application_name = %s",
-            [pg_async.APPLICATION_NAME],
+            [pg_loop.APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
 
@@ -193,7 +194,7 @@ def test_an_empty_pool_refuses_the_turn_as_busy_and_writes_nothing(settings, tok
         counts = await asyncio.to_thread(
             lambda: (RequestLog.objects.count(), Conversation.objects.count())
         )
-        async with pg_async.connection():  # its only connection, held
+        async with pg_loop.connection():  # its only connection, held
             with pytest.raises(Overloaded) as refused:
                 await api_turn(token, deployment, FOLLOW_UP)
         return counts, str(refused.value), admission.in_flight()
@@ -212,7 +213,7 @@ def test_an_agent_request_id_already_taken_gets_ours(
     from agents.client import AgentResponse
     from agents.turns import call
 
-    settings.TURN_DB_ASYNC = on_loop
+    settings.API_DB_ASYNC = on_loop
     body = {
         "choices": [{"message": {"role": "assistant", "content": "Hi"}}],
         "databricks_output": {"databricks_request_id": "agent-id-1"},
@@ -239,7 +240,7 @@ def test_an_agent_request_id_already_taken_gets_ours(
 def test_a_failed_call_is_a_logged_turn_on_both_drivers(
     settings, token, deployment_factory, on_loop
 ):
-    settings.TURN_DB_ASYNC = on_loop
+    settings.API_DB_ASYNC = on_loop
     unreachable = deployment_factory(
         query_endpoint="http://127.0.0.1:9/serving-endpoints/gone/invocations",
         agent_schema="chat_completions",

@@ -32,8 +32,7 @@ def asgi_live_server(transactional_db, settings, tmp_path) -> Iterator[AsgiLiveS
     import uvicorn
 
     from agents.client import close_http_client
-    from agents.turns import pg_async
-    from reviewapp import asgi
+    from reviewapp import asgi, pg_loop
 
     settings.STATIC_ROOT = tmp_path / "static"
     call_command("collectstatic", "--noinput", verbosity=0)
@@ -61,7 +60,7 @@ def asgi_live_server(transactional_db, settings, tmp_path) -> Iterator[AsgiLiveS
             await server.serve()
         finally:
             await close_http_client()  # this loop's agent session, before the loop ends
-            await pg_async.close_pool()  # and its database connections
+            await pg_loop.close_pool()  # and its database connections
 
     thread = threading.Thread(target=lambda: asyncio.run(serve()), name="uvicorn-test", daemon=True)
     thread.start()
