@@ -2,9 +2,9 @@
 feedback/lean_rating_api.py; the pool and the SQL helpers are reviewapp/pg_loop.py's).
 
 `rating_create_on_loop` is `services.rating_create` for a token's reviewer in two round trips:
-one pipelined read (the access stamp, the turn, the deployment's label schemas, the outline's
-documents) and one pipelined transaction (lock the turn, supersede the unsent delivery, retire
-the current version, insert the rating and its delivery). The checks and the cleaning are the
+one read (the access stamp, the turn and its outline's documents; the deployment's label
+schemas pipelined with it) and one statement (retire the current version, supersede its unsent
+delivery, insert the rating and its delivery). The checks and the cleaning are the
 service's own (`services.rating_clean`, the access cache's answers); the rows are the same
 (tests/feedback/test_rating_drivers.py).
 
@@ -22,7 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.utils import timezone
-from psycopg import AsyncConnection, OperationalError
+from psycopg import AsyncConnection, IntegrityError, OperationalError, sql
 from psycopg_pool import PoolTimeout
 
 from agents import access
@@ -75,6 +75,8 @@ async def rating_create_on_loop(
                 return None
             rating = _new_rating(turn, user, text, documents)
             await _save(conn, rating, user)
+    except IntegrityError:  # a version saved meanwhile (see _save), or the turn deleted
+        return None
     except OperationalError as exc:  # a dead connection, or none free (PoolTimeout)
         if not isinstance(exc, PoolTimeout):
             await pg_loop.drop_dead_connections(exc, "rating: through Django instead")
@@ -127,20 +129,17 @@ def _new_rating(turn: RequestLog, user, text: dict, documents: list[dict]) -> Ra
 async def _read(
     conn: AsyncConnection, request_id: str, *, schemas: bool, documents: bool
 ) -> _Reads:
-    async with conn.pipeline():
-        stamp = await conn.execute(access.STAMP_SQL)
-        turn = await conn.execute(_sql.turn, [request_id])
-        found = (
-            await conn.execute(_sql.schemas, [request_id, DEFAULT_SCHEMA["name"]])
-            if schemas
-            else None
-        )
-    row = await stamp.fetchone()
-    reads = _Reads(
-        stamp=row[0] if row else 0, turn=None, outline_version=None, documents=None, schemas=None
-    )
+    """The access stamp and the turn in one statement; the label schemas, when a text
+    assessment is to be checked, pipelined with it (one round trip either way)."""
+    if schemas:
+        async with conn.pipeline():
+            turn = await conn.execute(_sql.turn, [request_id])
+            found = await conn.execute(_sql.schemas, [request_id, DEFAULT_SCHEMA["name"]])
+    else:
+        turn, found = await conn.execute(_sql.turn, [request_id]), None
+    reads = _Reads(stamp=0, turn=None, outline_version=None, documents=None, schemas=None)
     if (row := await turn.fetchone()) is not None:
-        *values, reads.outline_version, documents_read = row
+        reads.stamp, *values, reads.outline_version, documents_read = row
         reads.turn = RequestLog.from_db("default", _sql.turn_fields, values)
         reads.documents = documents_read if documents else None
     if found is not None:
@@ -156,25 +155,23 @@ async def _read(
 
 
 async def _save(conn: AsyncConnection, rating: Rating, user: AbstractBaseUser) -> None:
-    """As services._rating_save after _turn_lock, in one transaction sent in one round trip.
-    Each statement reads the rows committed before it ran (READ COMMITTED), so after the lock
-    they see what an earlier writer of this turn committed."""
-    turn_id, deliveries = rating.request_id, rating.saved_deliveries
+    """As services._rating_save, in ONE statement (autocommit: one round trip, one commit).
+
+    Without the ORM path's lock on the turn: a version of the same reviewer committed while
+    this statement ran (two quick clicks) is not seen by it, and inserting a second current
+    version then fails on the unique index `rating_one_current_per_reviewer`, writing
+    nothing; the caller hands that rating to Django's view, which takes the lock."""
+    deliveries = rating.saved_deliveries
     rating_values = pg_loop.db_values(_sql.rating_fields, rating, add=True)
-    async with conn.pipeline(), conn.transaction():
-        await conn.execute(_sql.lock, [turn_id])
-        if deliveries:
-            unsent = [DeliveryStatus.PENDING, DeliveryStatus.FAILED]
-            await conn.execute(
-                _sql.supersede,
-                [DeliveryStatus.SUPERSEDED, *(turn_id, user.pk) * 2, deliveries[0].sink, unsent],
-            )
-        await conn.execute(_sql.retire, [turn_id, user.pk])
-        if deliveries:
-            delivery_values = pg_loop.db_values(_sql.delivery_fields, deliveries[0], add=True)
-            saved = await conn.execute(_sql.insert_with_delivery, rating_values + delivery_values)
-        else:
-            saved = await conn.execute(_sql.insert, rating_values)
+    mine = [rating.request_id, user.pk]
+    if deliveries:
+        unsent = [DeliveryStatus.PENDING, DeliveryStatus.FAILED]
+        supersede = [DeliveryStatus.SUPERSEDED, *mine, deliveries[0].sink, unsent]
+        delivery_values = pg_loop.db_values(_sql.delivery_fields, deliveries[0], add=True)
+        params = [*mine, *supersede, *rating_values, *delivery_values]
+        saved = await conn.execute(_sql.save_with_delivery, params)
+    else:
+        saved = await conn.execute(_sql.save, [*mine, *rating_values])
     rating.pk, delivery_id = await saved.fetchone()
     pg_loop.mark_saved(rating)
     for delivery in deliveries:
@@ -189,9 +186,12 @@ class _Statements:
 
     @cached_property
     def turn(self) -> str:
+        """The access stamp, then the turn's `turn_fields` and its outline's version and
+        documents."""
         outline = col(RequestLog, "trace_outline")
         return render(
-            "SELECT {}, {} -> 'version', {} -> 'documents' FROM {} WHERE {} = %s",
+            "SELECT ({}), {}, {} -> 'version', {} -> 'documents' FROM {} WHERE {} = %s",
+            sql.SQL(access.STAMP_SQL),
             columns(RequestLog._meta.get_field(name) for name in self.turn_fields),
             outline,
             outline,
@@ -229,46 +229,6 @@ class _Statements:
         )
 
     @cached_property
-    def lock(self) -> str:
-        return render(
-            "SELECT 1 FROM {} WHERE {} = %s FOR UPDATE", table(RequestLog), col(RequestLog, "id")
-        )
-
-    @cached_property
-    def supersede(self) -> str:
-        """The unsent deliveries of the reviewer's versions, if one is current (it is about to
-        be retired): parameters superseded, (turn, reviewer) twice, sink, unsent statuses."""
-        return render(
-            "UPDATE {deliveries} SET {status} = %s, {claimed_at} = NULL "
-            "WHERE {rating} IN (SELECT {rating_pk} FROM {ratings} WHERE {request} = %s "
-            "AND {reviewer} = %s) "
-            "AND EXISTS (SELECT 1 FROM {ratings} WHERE {request} = %s "
-            "AND {reviewer} = %s AND {current}) "
-            "AND {sink} = %s AND {status} = ANY(%s)",
-            deliveries=table(Delivery),
-            status=col(Delivery, "status"),
-            claimed_at=col(Delivery, "claimed_at"),
-            rating=col(Delivery, "rating"),
-            rating_pk=col(Rating, "id"),
-            ratings=table(Rating),
-            request=col(Rating, "request"),
-            reviewer=col(Rating, "reviewer"),
-            current=col(Rating, "is_current"),
-            sink=col(Delivery, "sink"),
-        )
-
-    @cached_property
-    def retire(self) -> str:
-        return render(
-            "UPDATE {} SET {} = false WHERE {} = %s AND {} = %s AND {}",
-            table(Rating),
-            col(Rating, "is_current"),
-            col(Rating, "request"),
-            col(Rating, "reviewer"),
-            col(Rating, "is_current"),
-        )
-
-    @cached_property
     def rating_fields(self) -> list:
         return pg_loop.concrete_fields(Rating, with_pk=False)
 
@@ -276,34 +236,59 @@ class _Statements:
     def delivery_fields(self) -> list:
         return [f for f in pg_loop.concrete_fields(Delivery, with_pk=False) if f.name != "rating"]
 
-    @cached_property
-    def insert(self) -> str:
-        return render(
-            "INSERT INTO {} ({}) VALUES ({}) RETURNING {}, NULL",
-            table(Rating),
-            columns(self.rating_fields),
-            placeholders(len(self.rating_fields)),
-            col(Rating, "id"),
+    def _save(self, *, with_delivery: bool) -> str:
+        """Retire the reviewer's current version (parameters: turn, reviewer); with a
+        delivery, supersede their unsent deliveries if one was current (superseded, turn,
+        reviewer, sink, unsent statuses); insert the rating (its values) once the retiring
+        is done (the INSERT reads `retired`), and its delivery (its values). Returns the
+        rating's id and the delivery's (NULL without one)."""
+        parts = {
+            "ratings": table(Rating),
+            "rating_pk": col(Rating, "id"),
+            "request": col(Rating, "request"),
+            "reviewer": col(Rating, "reviewer"),
+            "current": col(Rating, "is_current"),
+            "rating_columns": columns(self.rating_fields),
+            "rating_values": placeholders(len(self.rating_fields)),
+            "deliveries": table(Delivery),
+            "status": col(Delivery, "status"),
+            "claimed_at": col(Delivery, "claimed_at"),
+            "delivery_rating": col(Delivery, "rating"),
+            "sink": col(Delivery, "sink"),
+            "delivery_columns": columns(self.delivery_fields),
+            "delivery_values": placeholders(len(self.delivery_fields)),
+            "delivery_pk": col(Delivery, "id"),
+        }
+        retire = (
+            "WITH retired AS (UPDATE {ratings} SET {current} = false WHERE {request} = %s "
+            "AND {reviewer} = %s AND {current} RETURNING {rating_pk}), "
         )
-
-    @cached_property
-    def insert_with_delivery(self) -> str:
-        return render(
-            "WITH new AS (INSERT INTO {ratings} ({rating_columns}) VALUES ({rating_values}) "
-            "RETURNING {rating_pk}) "
+        supersede = (
+            "superseded AS (UPDATE {deliveries} SET {status} = %s, {claimed_at} = NULL "
+            "WHERE EXISTS (SELECT 1 FROM retired) AND {delivery_rating} IN "
+            "(SELECT {rating_pk} FROM {ratings} WHERE {request} = %s AND {reviewer} = %s) "
+            "AND {sink} = %s AND {status} = ANY(%s)), "
+        )
+        insert = (
+            "new AS (INSERT INTO {ratings} ({rating_columns}) SELECT {rating_values} "
+            "FROM (SELECT count(*) FROM retired) AS after_retiring RETURNING {rating_pk}) "
+        )
+        if not with_delivery:
+            return render("".join((retire, insert, "SELECT {rating_pk}, NULL FROM new")), **parts)
+        deliver = (
             "INSERT INTO {deliveries} ({delivery_rating}, {delivery_columns}) "
             "SELECT new.{rating_pk}, {delivery_values} FROM new "
-            "RETURNING {delivery_rating}, {delivery_pk}",
-            ratings=table(Rating),
-            rating_columns=columns(self.rating_fields),
-            rating_values=placeholders(len(self.rating_fields)),
-            rating_pk=col(Rating, "id"),
-            deliveries=table(Delivery),
-            delivery_rating=col(Delivery, "rating"),
-            delivery_columns=columns(self.delivery_fields),
-            delivery_values=placeholders(len(self.delivery_fields)),
-            delivery_pk=col(Delivery, "id"),
+            "RETURNING {delivery_rating}, {delivery_pk}"
         )
+        return render("".join((retire, supersede, insert, deliver)), **parts)
+
+    @cached_property
+    def save(self) -> str:
+        return self._save(with_delivery=False)
+
+    @cached_property
+    def save_with_delivery(self) -> str:
+        return self._save(with_delivery=True)
 
 
 _sql = _Statements()

@@ -13,6 +13,7 @@ are Django's own (each field's `pre_save` and `get_db_prep_save`, rows read back
 """
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -30,7 +31,13 @@ _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
 def enabled() -> bool:
-    return connections["default"].vendor == "postgresql" and settings.API_DB_ASYNC
+    return settings.API_DB_ASYNC and _on_postgresql()
+
+
+@functools.cache
+def _on_postgresql() -> bool:
+    # Asked on every lean request; `connections[...]` costs a thread-local lookup each time.
+    return connections["default"].vendor == "postgresql"
 
 
 @asynccontextmanager
