@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "agents",
     "feedback",
     "review",
+    "inference_tables",
 ]
 
 # Django's own, plus a 503 for an exhausted database pool (reviewapp/middleware.py).

@@ -14,11 +14,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Before agents.urls: /requests/agreement/ is not a request id (requests/<request_id>/).
     path("", include("review.urls")),
+    path("", include("inference_tables.urls")),
     path("", include("agents.urls")),
     path("", include("feedback.urls")),
     path("api/v1/", include("agents.api_urls")),
     path("api/v1/", include("feedback.api_urls")),
     path("api/v1/", include("review.api_urls")),
+    path("api/v1/", include("inference_tables.api_urls")),
     # Where Databricks clients send feedback: only the host changes (protocol.md §4.1).
     path(
         "serving-endpoints/<str:endpoint_name>/served-models/feedback/invocations",

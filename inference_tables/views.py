@@ -1,0 +1,105 @@
+"""Downloads of the request log and the assessment log, from the pages and the API. Thin:
+check the format and the filters (the same forms as the pages that list the rows), call
+inference_tables.exports, stream what it makes."""
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from agents import selectors as agent_selectors
+from inference_tables import exports, formats
+from inference_tables.forms import AssessmentFilterForm
+from review import selectors as review_selectors
+from review.filters import RequestFilterForm
+from reviewapp import roles
+
+UNKNOWN_FORMAT = "Unknown format {!r}: use jsonl, csv or parquet."
+
+
+def export_rows(request: HttpRequest, user, kind: str, format_name: str):
+    """The export the query string asks for, or a 4xx JsonResponse saying why not."""
+    if format_name not in formats.FORMATS:
+        return JsonResponse({"detail": UNKNOWN_FORMAT.format(format_name)}, status=400)
+    deployments = list(agent_selectors.deployments_visible_to(user))
+    if kind == "requests":
+        form = RequestFilterForm(
+            request.GET, deployments=deployments, can_review=roles.can_review(user)
+        )
+        if not form.is_valid():
+            return JsonResponse({"detail": "Bad filters.", "errors": form.errors}, status=400)
+        rows = review_selectors.matching_turns(user, form.to_filters())
+    else:
+        if not roles.can_review(user):
+            raise PermissionDenied("Only reviewers and admins may export ratings.")
+        form = AssessmentFilterForm(request.GET, deployments=deployments)
+        if not form.is_valid():
+            return JsonResponse({"detail": "Bad filters.", "errors": form.errors}, status=400)
+        rows = exports.ratings_to_export(
+            user,
+            deployment_id=form.cleaned_data["deployment"],
+            status=form.cleaned_data["status"],
+            since=form.cleaned_data["since"],
+            until=form.cleaned_data["until"],
+        )
+    return _streamed(request, exports.export(kind, format_name, rows))
+
+
+def _streamed(request: HttpRequest, made: exports.Export) -> StreamingHttpResponse:
+    chunks = made.chunks
+    if isinstance(request, ASGIRequest):  # an async iterator, or Django would read it all first
+        chunks = _one_at_a_time(chunks)
+    response = StreamingHttpResponse(chunks, content_type=made.format.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{made.filename}"'
+    return response
+
+
+async def _one_at_a_time(chunks):
+    """Each chunk made in Django's thread for synchronous code (its queries), then sent."""
+    step = sync_to_async(next, thread_sensitive=True)
+    while (chunk := await step(chunks, None)) is not None:
+        yield chunk
+
+
+@require_GET
+@login_required
+def request_export(request: HttpRequest, format_name: str):
+    """The requests page's rows (its filters, from the query string) as a file."""
+    return export_rows(request, request.user, "requests", format_name)
+
+
+@require_GET
+@login_required
+def assessment_export(request: HttpRequest, format_name: str):
+    return export_rows(request, request.user, "assessments", format_name)
+
+
+class ExportApi(APIView):
+    kind = "requests"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format_name", str, OpenApiParameter.PATH,
+                                     enum=list(formats.FORMATS))],
+        responses={200: OpenApiResponse(description="The file, streamed."), 400: None},
+    )  # fmt: skip
+    def get(self, request: Request, format_name: str):
+        return export_rows(request._request, request.user, self.kind, format_name)
+
+
+class RequestExportApi(ExportApi):
+    """The request log in the Databricks inference-table schema; the requests page's filters
+    (`deployment`, `since`, `until`, `status`, `q`, …) as query parameters."""
+
+    kind = "requests"
+
+
+class AssessmentExportApi(ExportApi):
+    """Every rating version as assessment-log rows; filters `deployment`, `status` (of its
+    delivery), `since`, `until`. Reviewers and admins."""
+
+    kind = "assessments"
