@@ -13,4 +13,9 @@ urlpatterns = [
         views.AssessmentExportApi.as_view(),
         name="api-export-assessments",
     ),
+    path(
+        "deployments/<int:pk>/request-log/import/",
+        views.RequestLogImportApi.as_view(),
+        name="api-import-request-log",
+    ),
 ]

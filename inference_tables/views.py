@@ -7,14 +7,18 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from agents import selectors as agent_selectors
-from inference_tables import exports, formats
+from agents.models import Deployment
+from inference_tables import exports, formats, readers
 from inference_tables.forms import AssessmentFilterForm
+from inference_tables.imports import import_request_log
 from review import selectors as review_selectors
 from review.filters import RequestFilterForm
 from reviewapp import roles
@@ -103,3 +107,41 @@ class AssessmentExportApi(ExportApi):
     delivery), `since`, `until`. Reviewers and admins."""
 
     kind = "assessments"
+
+
+UPLOAD = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+IMPORT_REPORT = OpenApiResponse(
+    description="{added, already_logged, rejected, problems: [{at, error}], at_means}"
+)
+
+
+class RequestLogImportApi(APIView):
+    """Admins: a Databricks request log (JSON lines or Parquet, multipart field `file`) into
+    this deployment's request log; idempotent on `databricks_request_id`."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request={"multipart/form-data": UPLOAD}, responses={200: IMPORT_REPORT})
+    def post(self, request: Request, pk: int):
+        if not roles.is_admin(request.user):
+            raise PermissionDenied("Only admins may import request logs.")
+        deployment = get_object_or_404(Deployment, pk=pk)
+        upload = request.FILES.get("file")
+        if upload is None:
+            return JsonResponse(
+                {"detail": "Send the file as the multipart field `file`."}, status=400
+            )
+        format_name = readers.format_of(upload.name, upload.read(4))
+        upload.seek(0)
+        report = import_request_log(
+            deployment, readers.rows_of(upload, format_name), owner=request.user
+        )
+        return JsonResponse(
+            {
+                "added": report.added,
+                "already_logged": report.already_logged,
+                "rejected": report.rejected,
+                "problems": [{"at": at, "error": why} for at, why in report.problems],
+                "at_means": "row" if format_name == "parquet" else "line",
+            }
+        )
