@@ -8,17 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from agents.models import RequestLog
-from feedback import selectors as feedback_selectors
 from feedback.models import Rating
 from inference_tables import columns, formats
-from reviewapp import roles
 
 BATCH_ROWS = 2_000  # rows read and encoded at a time: the memory an export holds
 KINDS = ("requests", "assessments")
@@ -85,26 +81,13 @@ def all_turns(
     return _in_days(turns, since, until)
 
 
-def ratings_to_export(
-    user: AbstractBaseUser | None,
-    *,
-    deployment_id: int | None = None,
-    status: str = "",
-    since: date | None = None,
-    until: date | None = None,
+def all_ratings(
+    *, deployment_id: int | None = None, since: date | None = None, until: date | None = None
 ) -> QuerySet[Rating]:
-    """Every rating version the user may see (reviewers and admins; `None`: the operator's
-    command, all of them) that the filters select."""
-    if user is None:
-        ratings = Rating.objects.all()
-    else:
-        if not roles.can_review(user):
-            raise PermissionDenied("Only reviewers and admins may export ratings.")
-        ratings = feedback_selectors.ratings_visible_to(user)
+    """Every rating version (`manage.py export_logs`)."""
+    ratings = Rating.objects.all()
     if deployment_id:
         ratings = ratings.filter(deployment_id=deployment_id)
-    if status:
-        ratings = ratings.filter(deliveries__status=status)
     return _in_days(ratings, since, until)
 
 

@@ -17,9 +17,10 @@ from rest_framework.views import APIView
 from agents import selectors as agent_selectors
 from agents.models import Deployment
 from inference_tables import exports, formats, readers
-from inference_tables.forms import AssessmentFilterForm
 from inference_tables.imports import import_request_log
+from review import assessment_selectors
 from review import selectors as review_selectors
+from review.assessment_views import assessment_filter_form
 from review.filters import RequestFilterForm
 from reviewapp import roles
 
@@ -39,18 +40,10 @@ def export_rows(request: HttpRequest, user, kind: str, format_name: str):
             return JsonResponse({"detail": "Bad filters.", "errors": form.errors}, status=400)
         rows = review_selectors.matching_turns(user, form.to_filters())
     else:
-        if not roles.can_review(user):
-            raise PermissionDenied("Only reviewers and admins may export ratings.")
-        form = AssessmentFilterForm(request.GET, deployments=deployments)
+        form = assessment_filter_form(request, user)  # PermissionDenied unless a reviewer
         if not form.is_valid():
             return JsonResponse({"detail": "Bad filters.", "errors": form.errors}, status=400)
-        rows = exports.ratings_to_export(
-            user,
-            deployment_id=form.cleaned_data["deployment"],
-            status=form.cleaned_data["status"],
-            since=form.cleaned_data["since"],
-            until=form.cleaned_data["until"],
-        )
+        rows = assessment_selectors.matching_ratings(user, form.to_filters())
     return _streamed(request, exports.export(kind, format_name, rows))
 
 
@@ -103,8 +96,9 @@ class RequestExportApi(ExportApi):
 
 
 class AssessmentExportApi(ExportApi):
-    """Every rating version as assessment-log rows; filters `deployment`, `status` (of its
-    delivery), `since`, `until`. Reviewers and admins."""
+    """Every rating version as assessment-log rows; the assessments page's filters
+    (`deployment`, `question`, `value`, `reviewer`, `session`, `status` of its delivery,
+    `since`, `until`, `current`). Reviewers and admins."""
 
     kind = "assessments"
 

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from review import session_admin_views, session_views, views
+from review import assessment_views, session_admin_views, session_views, views
 
 app_name = "review"
 urlpatterns = [
     path("requests/", views.request_list, name="request_list"),
     path("requests/agreement/", views.request_agreement, name="request_agreement"),
+    path("assessments/", assessment_views.assessment_list, name="assessment_list"),
     path("review/", session_views.review_home, name="home"),
     path("review/sessions/new/", session_admin_views.session_create, name="session_create"),
     path(

@@ -32,8 +32,8 @@ class Command(BaseCommand):
         if kind == "requests":
             rows = exports.all_turns(deployment_id=options["deployment"], since=since, until=until)
         else:
-            rows = exports.ratings_to_export(
-                None, deployment_id=options["deployment"], since=since, until=until
+            rows = exports.all_ratings(
+                deployment_id=options["deployment"], since=since, until=until
             )
         total = rows.count()
         noun = "turns" if kind == "requests" else "ratings"
