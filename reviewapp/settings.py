@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "feedback",
     "review",
     "inference_tables",
+    "dashboards",
 ]
 
 # Django's own, plus a 503 for an exhausted database pool (reviewapp/middleware.py).

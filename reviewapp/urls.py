@@ -15,6 +15,7 @@ urlpatterns = [
     # Before agents.urls: /requests/agreement/ is not a request id (requests/<request_id>/).
     path("", include("review.urls")),
     path("", include("inference_tables.urls")),
+    path("", include("dashboards.urls")),
     path("", include("agents.urls")),
     path("", include("feedback.urls")),
     path("api/v1/", include("agents.api_urls")),
