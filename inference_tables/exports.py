@@ -16,7 +16,7 @@ from agents.models import RequestLog
 from feedback.models import Rating
 from inference_tables import columns, formats
 
-BATCH_ROWS = 2_000  # rows read and encoded at a time: the memory an export holds
+BATCH_ROWS = 500  # rows read and encoded at a time: the memory an export holds
 KINDS = ("requests", "assessments")
 
 
