@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=1_000_000)
     parser.add_argument("--ratings", type=int, default=300_000)
-    parser.add_argument("--formats", nargs="+", default=["parquet", "jsonl"])
+    parser.add_argument("--formats", nargs="*", default=["parquet", "jsonl"])
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--dashboard-runs", type=int, default=3)
     return parser.parse_args()

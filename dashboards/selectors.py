@@ -161,6 +161,9 @@ def _current_ratings_of_turns(deployment_ids, low, high) -> QuerySet[Rating]:
         is_current=True,
         request__created_at__gte=low,
         request__created_at__lt=high,
+        # Implied (a turn is rated after it was logged), and it lets the index on the
+        # rating's (deployment, time) skip the older ratings instead of joining each to its turn.
+        created_at__gte=low,
     )
 
 
@@ -271,29 +274,42 @@ def most_negative(
     deployment_ids: list[int], window: Window, schemas: list[LabelSchema]
 ) -> list[RequestLog]:
     """The turns of the window with the most current ratings that answer a thumbs question
-    "negative", most first (then newest); each with `negatives` and `ratings_count`."""
+    "negative", most first (then newest); each with `negatives` and `ratings_count`. A turn
+    is in one bucket (its time's), so the window's top is the top of each bucket's top,
+    and a closed bucket's top is cached like the other rating figures."""
     thumbs = [s.name for s in schemas if s.input_type == InputType.THUMBS]
     if not thumbs:
         return []
     negative = Q()
     for name in thumbs:
         negative |= Q(**{f"text_assessment__ratings__{name}__value": "negative"})
-    ratings = _current_ratings_of_turns(deployment_ids, window.start, window.end)
-    counted = (
-        ratings.values("request")
-        .annotate(negatives=Count("pk", filter=negative), ratings_count=Count("pk"))
-        .filter(negatives__gt=0)
-        .order_by("-negatives", "-request")[:NEGATIVE_ROWS]
+
+    def compute(low, high) -> dict:
+        ratings = _current_ratings_of_turns(deployment_ids, low, high).filter(negative)
+        rows = _bucketed(ratings, "request__created_at", window.bucket).values("at", "request")
+        tops: dict[int, list] = defaultdict(list)
+        for row in rows.annotate(negatives=Count("pk")):
+            tops[int(row["at"].timestamp())].append((row["negatives"], row["request"]))
+        return {at: sorted(top, reverse=True)[:NEGATIVE_ROWS] for at, top in tops.items()}
+
+    per_day = per_bucket(
+        "negative:" + ",".join(thumbs), deployment_ids, window, compute, RATINGS_TTL_S, list
     )
-    counts = {row["request"]: row for row in counted}
-    turns = RequestLog.objects.filter(pk__in=counts).select_related("deployment")
+    top = sorted((pair for _, pairs in per_day for pair in pairs), reverse=True)[:NEGATIVE_ROWS]
+    negatives = {turn_id: count for count, turn_id in top}
+    totals = dict(
+        Rating.objects.filter(request__in=negatives, is_current=True)
+        .values("request")
+        .annotate(n=Count("pk"))
+        .values_list("request", "n")
+    )
+    turns = RequestLog.objects.filter(pk__in=negatives).select_related("deployment")
     turns = turns.only(
         "pk", "databricks_request_id", "request", "response", "created_at",
         "deployment__display_name", "deployment__model_name", "deployment__model_version",
     )  # fmt: skip
     rows = []
     for turn in turns:
-        turn.negatives = counts[turn.pk]["negatives"]
-        turn.ratings_count = counts[turn.pk]["ratings_count"]
+        turn.negatives, turn.ratings_count = negatives[turn.pk], totals.get(turn.pk, 0)
         rows.append(turn)
     return sorted(rows, key=lambda t: (-t.negatives, -t.pk))
