@@ -61,6 +61,7 @@ class RequestFilters:
     min_ms: int | None = None
     max_ms: int | None = None
     conversation_id: str = ""
+    session_id: int | None = None  # a review session's turns
     text: str = ""
     # A question's name: only turns whose current ratings give it two or more different values.
     disagree: str = ""
@@ -82,6 +83,7 @@ class RequestFilterForm(forms.Form):
     min_ms = forms.IntegerField(required=False, min_value=0, label="Latency from (ms)")
     max_ms = forms.IntegerField(required=False, min_value=0, label="to (ms)")
     conversation = forms.UUIDField(required=False, label="Conversation")
+    session = forms.IntegerField(required=False, min_value=1, label="Review session")
     q = forms.CharField(required=False, max_length=200, label="Search")
     disagree = forms.RegexField(
         _QUESTION_NAME,
@@ -145,6 +147,7 @@ class RequestFilterForm(forms.Form):
             min_ms=data.get("min_ms"),
             max_ms=data.get("max_ms"),
             conversation_id=str(data["conversation"]) if data.get("conversation") else "",
+            session_id=data.get("session"),
             text=data.get("q", "").strip(),
             disagree=data.get("disagree", ""),
         )

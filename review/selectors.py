@@ -123,6 +123,8 @@ def _filtered(turns: QuerySet[RequestLog], f: RequestFilters) -> QuerySet[Reques
         turns = turns.filter(execution_time_ms__lte=f.max_ms)
     if f.conversation_id:
         turns = turns.filter(conversation_id=f.conversation_id)
+    if f.session_id:
+        turns = turns.filter(review_items__session_id=f.session_id)
     if f.text:
         turns = turns.filter(Q(request__icontains=f.text) | Q(response__icontains=f.text))
     return _rating_filtered(turns, f)

@@ -261,3 +261,33 @@ def test_the_requests_page_links_its_filters_export(client, admin_user, turns):
     page = client.get("/requests/", {"status": "answered"}).content.decode()
     for format_name in ("jsonl", "csv", "parquet"):
         assert f'href="/requests/export/{format_name}/?status=answered"' in page
+
+
+def test_a_review_session_exports_its_turns_and_their_ratings(
+    client, admin_user, reviewer, deployment_factory
+):
+    from feedback import services as feedback_services
+    from tests.review.sessions_support import make_session
+    from tests.support.turns import logged_turn
+
+    bot = deployment_factory(display_name="Bot")
+    session, in_session = make_session(admin_user, bot, [reviewer], turns=2)
+    outside = logged_turn(bot, admin_user, request="Not in the session")
+    for turn in (in_session[0], outside):
+        feedback_services.rating_create(
+            turn=turn,
+            reviewer=reviewer,
+            text_assessments=[{"ratings": {"answer_correct": {"value": "positive"}}}],
+        )
+    client.force_login(admin_user)
+    page = client.get(f"/review/sessions/{session.pk}/").content.decode()
+    assert f'href="/requests/export/parquet/?session={session.pk}"' in page
+    assert f'href="/assessments/export/csv/?session={session.pk}"' in page
+    turns = download(client, "/requests/export/jsonl/", session=session.pk).decode().splitlines()
+    assert sorted(json.loads(line)["databricks_request_id"] for line in turns) == sorted(
+        t.databricks_request_id for t in in_session
+    )
+    ratings = download(client, "/assessments/export/jsonl/", session=session.pk)
+    assert [json.loads(line)["request_id"] for line in ratings.decode().splitlines()] == [
+        in_session[0].databricks_request_id
+    ]
