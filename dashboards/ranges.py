@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from review.filters import EARLIEST_DAY, LATEST_DAY
+from review.filters import check_days
 
 RANGES = [
     ("24h", "Last 24 hours"),
@@ -61,11 +61,7 @@ class RangeForm(forms.Form):
         if chosen == "custom":
             if not since or not until:
                 self.add_error("since", "Give both days of the range.")
-            elif since > until:
-                self.add_error("until", "The end date is before the start date.")
-            for name, day in (("since", since), ("until", until)):
-                if day and not LATEST_DAY >= day >= EARLIEST_DAY:
-                    self.add_error(name, f"Pick a day between {EARLIEST_DAY} and {LATEST_DAY}.")
+            check_days(self, data)
         data["bucket"] = data.get("bucket") or ("hour" if chosen == "24h" else "day")
         if not self.errors:
             window = self._window(data)

@@ -71,24 +71,18 @@ def _by_key(values: QuerySet, read=None) -> Iterator[list[tuple]]:
         yield batch
 
 
-def all_turns(
-    *, deployment_id: int | None = None, since: date | None = None, until: date | None = None
-) -> QuerySet[RequestLog]:
-    """Every turn (`manage.py export_logs`: the operator sees everything)."""
-    turns = RequestLog.objects.all()
+def everything(
+    kind: str,
+    *,
+    deployment_id: int | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> QuerySet:
+    """Every turn or rating version (`manage.py export_logs`: the operator sees everything)."""
+    rows = (RequestLog if kind == "requests" else Rating).objects.all()
     if deployment_id:
-        turns = turns.filter(deployment_id=deployment_id)
-    return _in_days(turns, since, until)
-
-
-def all_ratings(
-    *, deployment_id: int | None = None, since: date | None = None, until: date | None = None
-) -> QuerySet[Rating]:
-    """Every rating version (`manage.py export_logs`)."""
-    ratings = Rating.objects.all()
-    if deployment_id:
-        ratings = ratings.filter(deployment_id=deployment_id)
-    return _in_days(ratings, since, until)
+        rows = rows.filter(deployment_id=deployment_id)
+    return _in_days(rows, since, until)
 
 
 def _in_days(rows: QuerySet, since: date | None, until: date | None) -> QuerySet:

@@ -2,13 +2,12 @@
 into review.assessment_selectors' arguments."""
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime
 
 from django import forms
-from django.utils import timezone
 
 from feedback.models import DeliveryStatus
-from review.filters import EARLIEST_DAY, LATEST_DAY, Cursor
+from review.filters import KeysetFilterForm, check_days
 
 _QUESTION_NAME = r"^[a-z][a-z0-9_]{0,63}\Z"
 
@@ -26,7 +25,7 @@ class AssessmentFilters:
     current_only: bool = False
 
 
-class AssessmentFilterForm(forms.Form):
+class AssessmentFilterForm(KeysetFilterForm):
     deployment = forms.TypedChoiceField(
         coerce=int, required=False, empty_value=None, label="Deployment"
     )
@@ -54,25 +53,16 @@ class AssessmentFilterForm(forms.Form):
             (d.pk, str(d)) for d in deployments
         ]
 
-    def clean_after(self) -> Cursor | None:
-        text = self.cleaned_data["after"].strip()
-        return Cursor.decode(text) if text else None
-
     def clean(self) -> dict:
         data = super().clean()
-        since, until = data.get("since"), data.get("until")
-        for name, day in (("since", since), ("until", until)):
-            if day and not LATEST_DAY >= day >= EARLIEST_DAY:
-                self.add_error(name, f"Pick a day between {EARLIEST_DAY} and {LATEST_DAY}.")
-        if since and until and since > until:
-            self.add_error("until", "The end date is before the start date.")
+        check_days(self, data)
         if data.get("value") and not data.get("question"):
             self.add_error("value", "Name the question this answer is to.")
         return data
 
     def to_filters(self) -> AssessmentFilters:
         data = self.cleaned_data
-        since, until = data.get("since"), data.get("until")
+        start, end = self.time_range()
         return AssessmentFilters(
             deployment_id=data.get("deployment"),
             question=data.get("question", ""),
@@ -80,11 +70,7 @@ class AssessmentFilterForm(forms.Form):
             reviewer=data.get("reviewer", "").strip(),
             session_id=data.get("session"),
             status=data.get("status", ""),
-            start=timezone.make_aware(datetime.combine(since, time.min)) if since else None,
-            end=(
-                timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min))
-                if until
-                else None
-            ),
+            start=start,
+            end=end,
             current_only=bool(data.get("current")),
         )

@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 from feedback import selectors as feedback_selectors
 from feedback.models import Rating
 from review.assessment_filters import AssessmentFilters
-from review.filters import Cursor
+from review.filters import Cursor, page_ids_after
 
 PAGE_SIZE = 50
 
@@ -53,12 +53,7 @@ def matching_ratings(user: AbstractBaseUser, f: AssessmentFilters) -> QuerySet[R
 def assessment_page(
     user: AbstractBaseUser, f: AssessmentFilters, *, after: Cursor | None = None
 ) -> AssessmentPage:
-    ratings = matching_ratings(user, f)
-    if after is not None:
-        ratings = ratings.filter(created_at__lte=after.created_at).filter(
-            Q(created_at__lt=after.created_at) | Q(pk__lt=after.pk)
-        )
-    page_ids = ratings.order_by("-created_at", "-pk").values("pk")[: PAGE_SIZE + 1]
+    page_ids = page_ids_after(matching_ratings(user, f), after, PAGE_SIZE)
     rows = list(
         Rating.objects.filter(pk__in=page_ids)
         .select_related("deployment", "request", "reviewer")

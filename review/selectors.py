@@ -14,7 +14,7 @@ from agents import selectors as agent_selectors
 from agents.models import RequestLog
 from feedback.label_values import label_schemas_for, label_schemas_of_many
 from feedback.models import Rating
-from review.filters import Cursor, RequestFilters
+from review.filters import Cursor, RequestFilters, page_ids_after
 
 PAGE_SIZE = 50
 EXCERPT_CHARS = 160  # shown per question and answer; longer ones end with "…"
@@ -45,16 +45,7 @@ def request_search(
 ) -> RequestPage:
     """One page of the turns the user may see that match every filter, newest first. With the
     `disagree` filter, each row's summary also lists who answered that question what."""
-    turns = matching_turns(user, filters)
-    if after is not None:
-        # The first condition alone lets PostgreSQL start its index scan at the cursor; the
-        # second is the keyset's exact edge (id breaks ties of time).
-        turns = turns.filter(created_at__lte=after.created_at).filter(
-            Q(created_at__lt=after.created_at) | Q(pk__lt=after.pk)
-        )
-    # The page's ids first, then their columns: filters that match thousands of turns (a
-    # reviewer's ratings) then sort ids, not thousands of joined rows with their excerpts.
-    page_ids = turns.order_by("-created_at", "-pk").values("pk")[: limit + 1]
+    page_ids = page_ids_after(matching_turns(user, filters), after, limit)
     rows = list(
         RequestLog.objects.filter(pk__in=page_ids)
         .select_related("deployment")

@@ -29,12 +29,9 @@ class Command(BaseCommand):
         if since and until and since > until:
             raise CommandError("--until is before --since.")
         kind = options["kind"]
-        if kind == "requests":
-            rows = exports.all_turns(deployment_id=options["deployment"], since=since, until=until)
-        else:
-            rows = exports.all_ratings(
-                deployment_id=options["deployment"], since=since, until=until
-            )
+        rows = exports.everything(
+            kind, deployment_id=options["deployment"], since=since, until=until
+        )
         total = rows.count()
         noun = "turns" if kind == "requests" else "ratings"
         progress = None if options["quiet"] else _Progress(total, noun)
