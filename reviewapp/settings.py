@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "review",
     "inference_tables",
     "dashboards",
+    "evaluation",
 ]
 
 # Django's own, plus a 503 for an exhausted database pool (reviewapp/middleware.py).

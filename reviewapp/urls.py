@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("feedback.api_urls")),
     path("api/v1/", include("review.api_urls")),
     path("api/v1/", include("inference_tables.api_urls")),
+    path("api/v1/", include("evaluation.api_urls")),
     # Where Databricks clients send feedback: only the host changes (protocol.md §4.1).
     path(
         "serving-endpoints/<str:endpoint_name>/served-models/feedback/invocations",
