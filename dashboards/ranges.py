@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from review.filters import check_days
+from review.filters import check_days, day_range
 
 RANGES = [
     ("24h", "Last 24 hours"),
@@ -73,8 +73,7 @@ class RangeForm(forms.Form):
     def _window(self, data) -> Window:
         bucket, now = data["bucket"], timezone.localtime()
         if data["range"] == "custom":
-            start = timezone.make_aware(datetime.combine(data["since"], time.min))
-            end = timezone.make_aware(datetime.combine(data["until"] + timedelta(days=1), time.min))
+            start, end = day_range(data["since"], data["until"])
         else:
             end = _next(_floor(now, bucket), bucket)  # the bucket now in, whole
             start = _floor(now - timedelta(days=RANGE_DAYS[data["range"]]), bucket)

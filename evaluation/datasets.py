@@ -19,6 +19,7 @@ from django.db import transaction
 from django.http import Http404
 
 from evaluation.models import DATASET_NAME, Dataset, DatasetRow, DatasetVersion
+from inference_tables.readers import json_lines
 
 MAX_ROWS = 100_000
 MAX_PROBLEMS = 100  # listed; past it they are counted
@@ -88,13 +89,14 @@ def dataset_upload(
 
 def _read(file: IO[bytes], file_name: str) -> tuple[list[tuple[int, dict]], list]:
     """The usable rows (line, data) and the problems (line, why)."""
-    raw = file.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DatasetRejected("The file is not UTF-8 text.", []) from None
     as_csv = file_name.lower().endswith(".csv")
-    found = _csv_rows(text) if as_csv else _jsonl_rows(text)
+    if as_csv:
+        try:
+            found = _csv_rows(file.read().decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise DatasetRejected("The file is not UTF-8 text.", []) from None
+    else:
+        found = json_lines(file)  # a line that is not JSON comes as its problem
     rows, problems = [], []
     for line, data in found:
         try:
@@ -104,16 +106,6 @@ def _read(file: IO[bytes], file_name: str) -> tuple[list[tuple[int, dict]], list
         except ValueError as exc:
             problems.append((line, str(exc)))
     return rows, problems
-
-
-def _jsonl_rows(text: str):
-    for line, content in enumerate(text.splitlines(), 1):
-        if not content.strip():
-            continue
-        try:
-            yield line, json.loads(content)
-        except ValueError as exc:
-            yield line, ValueError(f"Not JSON: {exc}.")
 
 
 def _csv_rows(text: str):

@@ -29,6 +29,7 @@ from reviewapp.lean_asgi import (
     json_token,
     read_body,
     replayed,
+    send_bytes,
     send_json,
 )
 
@@ -61,7 +62,7 @@ async def serve(
         await django(scope, replayed(body, receive), send)
         return
     data = RatingOutputSerializer(rating).data
-    await send_json(send, 201, None, encoded=_RENDERER.render(data))
+    await send_bytes(send, 201, _RENDERER.render(data))
 
 
 async def _rate(request_id: str, token: str, body: bytes):

@@ -21,7 +21,6 @@ from functools import cached_property
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
-from django.utils import timezone
 from psycopg import AsyncConnection, IntegrityError, OperationalError, sql
 from psycopg_pool import PoolTimeout
 
@@ -60,7 +59,7 @@ async def rating_create_on_loop(
     wants_documents = retrieval_assessments not in (None, [])
     try:
         async with pg_loop.connection() as conn:
-            reads = await _read(conn, request_id, schemas=wants_text, documents=wants_documents)
+            reads = await _read(conn, request_id, schemas=wants_text)
             turn = _ratable_turn(user, reads)
             if turn is None or (wants_documents and reads.outline_version != OUTLINE_VERSION):
                 return None
@@ -111,24 +110,13 @@ def _new_rating(turn: RequestLog, user, text: dict, documents: list[dict]) -> Ra
         text_assessment=text,
         retrieval_assessments=documents,
     )
-    rating.saved_deliveries = []
     sink = turn.deployment.effective_feedback_sink
-    if sink != FeedbackSink.NONE:
-        now = timezone.now()
-        rating.saved_deliveries.append(
-            Delivery(
-                deployment=turn.deployment,
-                sink=sink,
-                next_attempt_at=now,
-                retrying_since=now,
-            )
-        )
+    no_sink = sink == FeedbackSink.NONE
+    rating.saved_deliveries = [] if no_sink else [services.unsent_delivery(turn.deployment, sink)]
     return rating
 
 
-async def _read(
-    conn: AsyncConnection, request_id: str, *, schemas: bool, documents: bool
-) -> _Reads:
+async def _read(conn: AsyncConnection, request_id: str, *, schemas: bool) -> _Reads:
     """The access stamp and the turn in one statement; the label schemas, when a text
     assessment is to be checked, pipelined with it (one round trip either way)."""
     if schemas:
@@ -139,9 +127,8 @@ async def _read(
         turn, found = await conn.execute(_sql.turn, [request_id]), None
     reads = _Reads(stamp=0, turn=None, outline_version=None, documents=None, schemas=None)
     if (row := await turn.fetchone()) is not None:
-        reads.stamp, *values, reads.outline_version, documents_read = row
+        reads.stamp, *values, reads.outline_version, reads.documents = row
         reads.turn = RequestLog.from_db("default", _sql.turn_fields, values)
-        reads.documents = documents_read if documents else None
     if found is not None:
         own, stored_default = [], None
         for *values, set_of in await found.fetchall():
@@ -165,8 +152,7 @@ async def _save(conn: AsyncConnection, rating: Rating, user: AbstractBaseUser) -
     rating_values = pg_loop.db_values(_sql.rating_fields, rating, add=True)
     mine = [rating.request_id, user.pk]
     if deliveries:
-        unsent = [DeliveryStatus.PENDING, DeliveryStatus.FAILED]
-        supersede = [DeliveryStatus.SUPERSEDED, *mine, deliveries[0].sink, unsent]
+        supersede = [DeliveryStatus.SUPERSEDED, *mine, deliveries[0].sink, services.UNSENT]
         delivery_values = pg_loop.db_values(_sql.delivery_fields, deliveries[0], add=True)
         params = [*mine, *supersede, *rating_values, *delivery_values]
         saved = await conn.execute(_sql.save_with_delivery, params)

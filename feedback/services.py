@@ -182,19 +182,20 @@ def _rating_save(
             Delivery.objects.filter(rating__in=versions, sink=sink, status__in=UNSENT).update(
                 status=DeliveryStatus.SUPERSEDED, claimed_at=None
             )
-        now = timezone.now()
-        delivery = Delivery.objects.create(
-            rating=rating,
-            deployment=turn.deployment,
-            sink=sink,
-            next_attempt_at=now,
-            retrying_since=now,
-        )
+        delivery = unsent_delivery(turn.deployment, sink)
+        delivery.rating = rating
+        delivery.save(force_insert=True)
         publish_after_commit(delivery.pk)
         deliveries.append(delivery)
     # Callers show the delivery just made without reading it again (selectors.delivery_of).
     rating.saved_deliveries = deliveries
     return rating
+
+
+def unsent_delivery(deployment, sink: str) -> Delivery:
+    """A new rating's way to its sink, due now (unsaved: each driver saves it its way)."""
+    now = timezone.now()
+    return Delivery(deployment=deployment, sink=sink, next_attempt_at=now, retrying_since=now)
 
 
 SOURCE_CONSENSUS_PREFIX = "consensus:"

@@ -83,15 +83,14 @@ def databricks_text_assessment(text: dict) -> dict:
     if ratings:
         out = {
             "ratings": {
-                name: {**given, "value": _as_text(given["value"])}
-                for name, given in ratings.items()
+                name: {**given, "value": as_text(given["value"])} for name, given in ratings.items()
             },
             **out,
         }
     return out
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 

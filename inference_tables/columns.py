@@ -9,13 +9,12 @@ are strings there, expectations are answered under `ratings` too (the Databricks
 feedback.sinks.databricks_text_assessment), and `double_value` holds a number's value.
 """
 
-import json
 import math
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from feedback.sinks import databricks_text_assessment
+from feedback.sinks import as_text, databricks_text_assessment
 
 RATING_VALUE = pa.struct(
     [("value", pa.string()), ("double_value", pa.float64()), ("rationale", pa.string())]
@@ -103,7 +102,7 @@ def request_log_row(values: tuple) -> dict:
         "request": request,
         "response": response,
         "trace": trace,
-        "request_metadata": {key: _as_text(value) for key, value in (metadata or {}).items()},
+        "request_metadata": {key: _text(value) for key, value in (metadata or {}).items()},
         "schema_version": version,
     }
 
@@ -149,12 +148,7 @@ def assessment_log_rows(values: tuple) -> list[dict]:
                 "retrieval_assessment": {
                     "position": document.get("position"),
                     "step_id": document.get("step_id"),
-                    "ratings": _ratings(
-                        {
-                            name: {**given, "value": _as_text(given.get("value"))}
-                            for name, given in document.get("ratings", {}).items()
-                        }
-                    ),
+                    "ratings": _ratings(document.get("ratings", {})),
                     "free_text_comment": document.get("free_text_comment"),
                 },
             }
@@ -163,9 +157,10 @@ def assessment_log_rows(values: tuple) -> list[dict]:
 
 
 def _ratings(given: dict) -> dict:
+    """Values as text (a list as its JSON), as Databricks' logs hold them."""
     return {
         name: {
-            "value": rating.get("value"),
+            "value": _text(rating.get("value")),
             "double_value": _number(rating.get("value")),
             "rationale": rating.get("rationale"),
         }
@@ -182,10 +177,8 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _as_text(value) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
+def _text(value) -> str | None:
+    return None if value is None else as_text(value)
 
 
 def plain(value):

@@ -6,7 +6,7 @@ the API and `manage.py export_logs` all call `export`.
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date
 
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
@@ -15,6 +15,7 @@ from django.utils import timezone
 from agents.models import RequestLog
 from feedback.models import Rating
 from inference_tables import columns, formats
+from review.filters import day_range
 
 BATCH_ROWS = 500  # rows read and encoded at a time: the memory an export holds
 KINDS = ("requests", "assessments")
@@ -87,8 +88,9 @@ def everything(
 
 def _in_days(rows: QuerySet, since: date | None, until: date | None) -> QuerySet:
     """Rows made from the start of `since` to the end of `until` (the server's time zone)."""
-    if since is not None:
-        rows = rows.filter(created_at__gte=timezone.make_aware(datetime.combine(since, time.min)))
-    if until is not None:
-        rows = rows.filter(created_at__lte=timezone.make_aware(datetime.combine(until, time.max)))
+    start, end = day_range(since, until)
+    if start is not None:
+        rows = rows.filter(created_at__gte=start)
+    if end is not None:
+        rows = rows.filter(created_at__lt=end)
     return rows

@@ -11,24 +11,19 @@ import pyarrow.parquet as pq
 
 from inference_tables.imports import RowProblem
 
-READ_FORMATS = ("jsonl", "parquet")
 PARQUET_MAGIC = b"PAR1"
 
 
-def format_of(name: str, head: bytes) -> str:
-    """`parquet` or `jsonl`, by the file's first bytes (a Parquet file starts with PAR1)."""
-    if head.startswith(PARQUET_MAGIC) or name.lower().endswith(".parquet"):
-        return "parquet"
-    return "jsonl"
+def rows_of(file: IO[bytes], name: str) -> tuple[str, Iterator[tuple[int, Any]]]:
+    """(`parquet` or `jsonl`, the file's rows): Parquet by its first bytes (PAR1) or name."""
+    head = file.read(len(PARQUET_MAGIC))
+    file.seek(0)
+    if head == PARQUET_MAGIC or name.lower().endswith(".parquet"):
+        return "parquet", _parquet_rows(file)
+    return "jsonl", json_lines(file)
 
 
-def rows_of(file: IO[bytes], format_name: str) -> Iterator[tuple[int, Any]]:
-    if format_name == "parquet":
-        return _parquet_rows(file)
-    return _jsonl_rows(file)
-
-
-def _jsonl_rows(file: IO[bytes]) -> Iterator[tuple[int, Any]]:
+def json_lines(file: IO[bytes]) -> Iterator[tuple[int, Any]]:
     for line_number, line in enumerate(file, 1):
         if not line.strip():
             continue

@@ -125,11 +125,8 @@ class RequestLogImportApi(APIView):
             return JsonResponse(
                 {"detail": "Send the file as the multipart field `file`."}, status=400
             )
-        format_name = readers.format_of(upload.name, upload.read(4))
-        upload.seek(0)
-        report = import_request_log(
-            deployment, readers.rows_of(upload, format_name), owner=request.user
-        )
+        format_name, rows = readers.rows_of(upload, upload.name)
+        report = import_request_log(deployment, rows, owner=request.user)
         return JsonResponse(
             {
                 "added": report.added,

@@ -63,6 +63,17 @@ def page_ids_after(rows, after: "Cursor | None", limit: int):
     return rows.order_by("-created_at", "-pk").values("pk")[: limit + 1]
 
 
+def day_range(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
+    """[since 00:00, the day after until 00:00) in the server's time zone; None: open."""
+    start = timezone.make_aware(datetime.combine(since, time.min)) if since else None
+    end = (
+        timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min))
+        if until
+        else None
+    )
+    return start, end
+
+
 def check_days(form: forms.Form, data: dict) -> None:
     """A form's `since` and `until`: days that exist (and the day after), in order."""
     since, until = data.get("since"), data.get("until")
@@ -81,15 +92,7 @@ class KeysetFilterForm(forms.Form):
         return Cursor.decode(text) if text else None
 
     def time_range(self) -> tuple[datetime | None, datetime | None]:
-        """[since 00:00, the day after until 00:00) in the server's time zone."""
-        since, until = self.cleaned_data.get("since"), self.cleaned_data.get("until")
-        start = timezone.make_aware(datetime.combine(since, time.min)) if since else None
-        end = (
-            timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min))
-            if until
-            else None
-        )
-        return start, end
+        return day_range(self.cleaned_data.get("since"), self.cleaned_data.get("until"))
 
 
 @dataclass(frozen=True)

@@ -73,10 +73,16 @@ def response_headers(content_type: bytes, extra: dict[str, str]) -> list[tuple[b
 
 
 async def send_json(
-    send: Send, status: int, body: object, headers: dict[str, str] | None = None, *, encoded=None
+    send: Send, status: int, body: object, headers: dict[str, str] | None = None
 ) -> None:
-    """`body` as JSON (Django's encoder), or `encoded` bytes already rendered."""
-    payload = encoded if encoded is not None else json.dumps(body, cls=DjangoJSONEncoder).encode()
+    """`body` as JSON (Django's encoder)."""
+    await send_bytes(send, status, json.dumps(body, cls=DjangoJSONEncoder).encode(), headers)
+
+
+async def send_bytes(
+    send: Send, status: int, payload: bytes, headers: dict[str, str] | None = None
+) -> None:
+    """A JSON answer already rendered."""
     all_headers = response_headers(b"application/json", headers or {})
     all_headers.append((b"content-length", str(len(payload)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": all_headers})

@@ -36,10 +36,8 @@ def jsonl_rows(body: bytes) -> list[dict]:
 
 
 def import_bytes(deployment, owner, body: bytes, name: str):
-    format_name = readers.format_of(name, body[:4])
-    return import_request_log(
-        deployment, readers.rows_of(io.BytesIO(body), format_name), owner=owner
-    )
+    _, rows = readers.rows_of(io.BytesIO(body), name)
+    return import_request_log(deployment, rows, owner=owner)
 
 
 @pytest.mark.parametrize("format_name", ["jsonl", "parquet"])

@@ -35,9 +35,8 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path} is not a file.")
         with path.open("rb") as file:
-            format_name = readers.format_of(path.name, file.read(4))
-            file.seek(0)
-            report = import_request_log(deployment, readers.rows_of(file, format_name), owner=owner)
+            format_name, rows = readers.rows_of(file, path.name)
+            report = import_request_log(deployment, rows, owner=owner)
         where = "row" if format_name == "parquet" else "line"
         for at, why in report.problems:
             self.stderr.write(f"{path.name} {where} {at}: {why}")
