@@ -95,8 +95,27 @@ def system_prompt(documents: list[dict[str, Any]], style: str) -> str:
     )
 
 
+JUDGE_PARTS = re.compile(r"answer:\s*(?P<answer>.*?)\s*expected:\s*(?P<expected>.*)", re.I | re.S)
+
+
+def judge(question: str) -> str:
+    """The `judge` style: an LLM judge's verdict as JSON {score, rationale}, the share of the
+    expected answer's content words that the answer uses, read from a message holding an
+    `Answer:` part then an `Expected:` part. Without them, a plain sentence (not a verdict)."""
+    parts = JUDGE_PARTS.search(question)
+    if parts is None:
+        return "I need an 'Answer:' part and then an 'Expected:' part to judge."
+    expected = terms(parts["expected"])
+    found = expected & terms(parts["answer"])
+    score = round(len(found) / len(expected), 2) if expected else 0.0
+    rationale = f"{len(found)} of {len(expected)} expected terms are in the answer."
+    return json.dumps({"score": score, "rationale": rationale})
+
+
 def compose_answer(question: str, documents: list[dict[str, Any]], style: str, best: int) -> str:
     """The demo "LLM": stitches retrieved chunks together; each style reads differently."""
+    if style == "judge":
+        return judge(question)
     preface = "" if best > 0 else "I found nothing specific about that; the closest I have: "
     if style == "bullets":
         lines = [f"- {first_sentence(d['page_content'])} [{n}]" for n, d in enumerate(documents, 1)]

@@ -15,7 +15,7 @@ from demo_agent.config import MAX_CHUNK_DELAY_MS
 from demo_agent.errors import ApiError
 from demo_agent.schemas import AgentSchema
 
-STYLES = ("concise", "detailed", "bullets")
+STYLES = ("concise", "detailed", "bullets", "judge")
 DEFAULT_TOP_K = 3
 MAX_TOP_K = 10
 ROLES = ("system", "developer", "user", "assistant", "tool")

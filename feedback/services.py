@@ -257,6 +257,25 @@ def relayed_rating_create(
     )
 
 
+@transaction.atomic
+def evaluator_rating_create(
+    *, turn: RequestLog, source_type: str, source_id: str, name: str, value: Any, rationale: str
+) -> Rating:
+    """An evaluator's score of a turn (evaluation runs): a rating of no reviewer whose source
+    is the evaluator (`source_type` CODE or LLM_JUDGE), replacing that source's earlier one and
+    forwarded like any other, so a sink gets it beside the reviewers' ratings."""
+    given = {"value": value, **({"rationale": rationale} if rationale else {})}
+    earlier = Rating.objects.filter(request=turn, reviewer=None, source_id=source_id)
+    _turn_lock(turn)
+    return _rating_save(
+        turn,
+        earlier,
+        source_id=source_id[:254],
+        source_type=source_type,
+        text_assessment={"ratings": {name: given}},
+    )
+
+
 def rating_text_from_form(
     answers: dict[str, Any], comment: str, better: str, expectations: dict | None = None
 ) -> dict:

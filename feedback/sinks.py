@@ -21,7 +21,14 @@ from agents.auth import AgentAuthError, auth_headers
 from agents.models import AuthKind, Deployment, RequestLog
 from feedback import transport
 from feedback.label_values import DEFAULT_SCHEMA, THUMBS_VALUES
-from feedback.models import CHUNK_RELEVANCE, Delivery, DeliveryStatus, InputType, Rating
+from feedback.models import (
+    CHUNK_RELEVANCE,
+    SOURCE_TYPE_HUMAN,
+    Delivery,
+    DeliveryStatus,
+    InputType,
+    Rating,
+)
 from feedback.selectors import label_schemas_by_name
 from reviewapp import jsonlimits
 
@@ -146,6 +153,11 @@ def _mlflow_value(kind: str, value: Any) -> Any:
     return value
 
 
+def mlflow_source_type(rating: Rating) -> str:
+    """A reviewer's rating is HUMAN; an evaluator's keeps its own (CODE, LLM_JUDGE)."""
+    return "HUMAN" if rating.source_type == SOURCE_TYPE_HUMAN else rating.source_type
+
+
 def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[str, Any]]]:
     """(key, assessment) pairs: a feedback per answered question, an expectation for the
     suggested answer, a `chunk_relevance` feedback per rated document on its retriever span."""
@@ -153,7 +165,7 @@ def mlflow_assessments(rating: Rating, trace_id: str) -> list[tuple[str, dict[st
     stamp = stamp.replace("+00:00", "Z")
     base = {
         "trace_id": trace_id,
-        "source": {"source_type": "HUMAN", "source_id": rating.source_id},
+        "source": {"source_type": mlflow_source_type(rating), "source_id": rating.source_id},
         "create_time": stamp,
         "last_update_time": stamp,
     }

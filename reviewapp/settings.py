@@ -322,6 +322,17 @@ if DELIVERY_LEASE_SECONDS <= DELIVERY_TIMEOUT_SECONDS:
         f"DELIVERY_TIMEOUT_SECONDS={DELIVERY_TIMEOUT_SECONDS}, or a slow post would be sent twice."
     )
 
+# Batch and evaluation runs (evaluation/lanes.py). A run's `concurrency` is split into lanes of
+# at most RUN_LANE_WIDTH rows in flight, one Celery task each; a lane hands over to a new task
+# after RUN_LANE_SECONDS; a row's claim is renewed while it is worked and taken back by another
+# lane RUN_LEASE_SECONDS after its worker died; beat restarts a run whose lanes all stopped.
+RUN_DEFAULT_CONCURRENCY = env_int("RUN_DEFAULT_CONCURRENCY", 8, minimum=1)
+RUN_MAX_CONCURRENCY = env_int("RUN_MAX_CONCURRENCY", 512, minimum=1)
+RUN_LANE_WIDTH = env_int("RUN_LANE_WIDTH", 16, minimum=1, maximum=1000)
+RUN_LANE_SECONDS = env_int("RUN_LANE_SECONDS", 60, minimum=1, maximum=3600)
+RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 30, minimum=3)
+RUN_SWEEP_SECONDS = env_int("RUN_SWEEP_SECONDS", 30, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
     "deployments-check-reachability": {
         "task": "agents.tasks.deployments_check_reachability",
@@ -331,6 +342,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "feedback.tasks.deliveries_sweep",
         "schedule": DELIVERY_SWEEP_SECONDS,
     },
+    "runs-sweep": {"task": "evaluation.tasks.runs_sweep", "schedule": RUN_SWEEP_SECONDS},
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -1,0 +1,284 @@
+"""A lane: one Celery task working a run's rows, up to `width` at once on an event loop.
+
+It claims rows (a lease it renews while it works, so a claim whose lease ran out is a dead
+worker's and another lane takes it), sends each as a chat turn through the turn service, or
+scores it with the run's evaluators, and marks it done. Each row's turn has the idempotency key
+`run-<run>-<position>`: a row taken back after its worker died mid-way gets the turn that
+worker saved, if it saved one, so the request log holds one turn per row.
+
+A lane works for at most RUN_LANE_SECONDS, then hands over to a new task (so the worker is
+free for other tasks in between, and a long run needs no long task); it stops when the run has
+no row left to answer, or was cancelled.
+"""
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.http import Http404
+from django.utils import timezone
+
+from agents.client import close_http_client, serving_loop
+from agents.models import TurnKey
+from agents.turns import Overloaded, TurnInProgress, send_turn, turn_start
+from agents.turns import db as turn_db
+from agents.turns.start import UNSET
+from evaluation import evaluators, mapping
+from evaluation.models import RowStatus, Run, RunKind, RunRow, RunStatus
+from feedback.services import evaluator_rating_create
+from reviewapp import pg_loop
+
+logger = logging.getLogger(__name__)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Claimed:
+    rows: list[RunRow] = field(default_factory=list)
+    running: bool = True
+    left: bool = True  # rows not done (claimed by others, maybe)
+
+
+def lane_run(run_id: int, width: int) -> bool:
+    """Work the run's rows; True when the run has rows left and the lane should hand over."""
+    return asyncio.run(_lane_with_resources(run_id, width))
+
+
+async def _lane_with_resources(run_id: int, width: int) -> bool:
+    token = turn_db.pooled_threads.set(turn_db.shared_executor())
+    serving_loop()  # the lane's turns share one agent session, closed when the lane ends
+    try:
+        return await _lane(run_id, width)
+    finally:
+        turn_db.pooled_threads.reset(token)
+        await close_http_client()
+        await pg_loop.close_pool()
+
+
+async def _lane(run_id: int, width: int) -> bool:
+    run = await turn_db.run_db(
+        lambda: Run.objects.select_related("created_by").filter(pk=run_id).first()
+    )
+    if run is None or run.status != RunStatus.RUNNING:
+        return False
+    claim = uuid.uuid4()
+    deadline = time.monotonic() + settings.RUN_LANE_SECONDS
+    beat_every = settings.RUN_LEASE_SECONDS / 3
+    next_beat = time.monotonic() + beat_every
+    in_flight: set[asyncio.Task] = set()
+    stopping = False
+    while True:
+        free = width - len(in_flight)
+        if not stopping and (not in_flight or free >= max(1, width // 4)):
+            claimed = await turn_db.run_db(_claim, run_id, free, claim)
+            stopping = not claimed.running or time.monotonic() > deadline
+            for row in claimed.rows:
+                in_flight.add(asyncio.create_task(_work(run, row, claim)))
+            if not in_flight:
+                if not claimed.left:
+                    await turn_db.run_db(_complete, run_id)
+                    return False
+                if stopping:
+                    return claimed.running
+                await asyncio.sleep(1)  # other lanes' rows: wait for them to end or expire
+                next_beat = await _beat_if_due(run_id, claim, next_beat, beat_every)
+                continue
+        if not in_flight:
+            return not stopping or time.monotonic() > deadline
+        done, _ = await asyncio.wait(
+            in_flight, timeout=beat_every, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            in_flight.discard(task)
+            if task.exception() is not None:
+                logger.error("run %s: a row failed", run_id, exc_info=task.exception())
+        next_beat = await _beat_if_due(run_id, claim, next_beat, beat_every)
+        if time.monotonic() > deadline:
+            stopping = True
+
+
+async def _beat_if_due(run_id: int, claim: uuid.UUID, next_beat: float, every: float) -> float:
+    if time.monotonic() < next_beat:
+        return next_beat
+    await turn_db.run_db(_beat, run_id, claim)
+    return time.monotonic() + every
+
+
+def _lease_end():
+    return timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+
+
+def _beat(run_id: int, claim: uuid.UUID) -> None:
+    """Keep this lane's claims, and tell the sweeper the run has a live lane."""
+    RunRow.objects.filter(run_id=run_id, claim=claim, status=RowStatus.CLAIMED).update(
+        lease_until=_lease_end()
+    )
+    Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+
+
+def _claim(run_id: int, count: int, claim: uuid.UUID) -> Claimed:
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    if status != RunStatus.RUNNING:
+        return Claimed(running=False)
+    now = timezone.now()
+    claimable = Q(status=RowStatus.PENDING) | Q(status=RowStatus.CLAIMED, lease_until__lt=now)
+    with transaction.atomic():
+        ids = list(
+            RunRow.objects.select_for_update(skip_locked=True)
+            .filter(claimable, run_id=run_id)
+            .order_by("position")
+            .values_list("pk", flat=True)[:count]
+        )
+        if ids:
+            RunRow.objects.filter(claimable, pk__in=ids).update(
+                status=RowStatus.CLAIMED,
+                claim=claim,
+                lease_until=_lease_end(),
+                worker=WORKER,
+                attempts=F("attempts") + 1,
+            )
+            Run.objects.filter(pk=run_id).update(heartbeat_at=now)
+    rows = list(
+        RunRow.objects.filter(pk__in=ids, claim=claim, status=RowStatus.CLAIMED).select_related(
+            "dataset_row", "turn"
+        )
+    )
+    left = (
+        bool(rows) or RunRow.objects.filter(run_id=run_id).exclude(status=RowStatus.DONE).exists()
+    )
+    return Claimed(rows=rows, left=left)
+
+
+def _complete(run_id: int) -> None:
+    if not RunRow.objects.filter(run_id=run_id).exclude(status=RowStatus.DONE).exists():
+        Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.COMPLETED, finished_at=timezone.now()
+        )
+
+
+async def _work(run: Run, row: RunRow, claim: uuid.UUID) -> None:
+    if run.kind == RunKind.BATCH:
+        await _send_row(run, row, claim)
+    else:
+        await _score_row(run, row, claim)
+
+
+def _row_key(run: Run, row: RunRow, suffix: str = "") -> str:
+    return f"run-{run.pk}-{row.position}{suffix}"
+
+
+async def _turn(run: Run, row: RunRow, deployment_id: int, inputs, key: str):
+    """The row's turn (the one saved before, when its first worker died after saving it)."""
+    if row.attempts > 1:  # a dead worker's key, with no turn saved: ours to use again now
+        await turn_db.run_db(
+            lambda: TurnKey.objects.filter(
+                user_id=run.created_by_id, key=key, turn__isnull=True
+            ).delete()
+        )
+    started = await turn_start(
+        user=run.created_by,
+        deployment_id=deployment_id,
+        message=inputs.message,
+        custom_inputs=UNSET if inputs.custom_inputs is None else inputs.custom_inputs,
+        history=inputs.history,
+        idempotency_key=key,
+    )
+    if started.row is not None:
+        started.row.request_metadata.update(run=run.name, run_row=str(row.position))
+    return await send_turn(started)
+
+
+async def _send_row(run: Run, row: RunRow, claim: uuid.UUID) -> None:
+    try:
+        inputs = mapping.turn_inputs(run.column_mapping, mapping.Sources(row.dataset_row.data))
+        turn = await _turn(run, row, run.deployment_id, inputs, _row_key(run, row))
+    except (Overloaded, TurnInProgress):
+        await turn_db.run_db(_release, row.pk, claim)  # sent again later
+        return
+    except (ValidationError, PermissionDenied, Http404) as exc:
+        await turn_db.run_db(_finish, row.pk, claim, error=_why(exc))
+        return
+    await turn_db.run_db(_finish, row.pk, claim, turn_id=turn.pk, error=turn.error)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    return str(exc) or type(exc).__name__
+
+
+def _release(row_id: int, claim: uuid.UUID) -> None:
+    RunRow.objects.filter(pk=row_id, claim=claim).update(status=RowStatus.PENDING, claim=None)
+
+
+def _finish(row_id: int, claim: uuid.UUID, *, turn_id: int | None = None, error: str = "") -> bool:
+    """Mark the row done, if it is still this lane's."""
+    fields = dict(status=RowStatus.DONE, error=error, done_at=timezone.now(), lease_until=None)
+    if turn_id is not None:
+        fields["turn_id"] = turn_id
+    return bool(RunRow.objects.filter(pk=row_id, claim=claim).update(**fields))
+
+
+async def _score_row(run: Run, row: RunRow, claim: uuid.UUID) -> None:
+    ctx = evaluators.RowContext(data=row.dataset_row.data, turn=row.turn)
+    scores = {}
+    for index, spec in enumerate(run.evaluators):
+        if spec["type"] == evaluators.JUDGE:
+            scores[spec["name"]] = await _judge(run, row, spec, index, ctx)
+        else:
+            try:
+                scores[spec["name"]] = evaluators.builtin_score(spec, ctx)
+            except Exception as exc:  # a bug or an odd row must not stop the run
+                logger.exception("run %s row %s: evaluator %s", run.pk, row.position, spec)
+                scores[spec["name"]] = {"error": f"{type(exc).__name__}: {exc}"}
+    await turn_db.run_db(_save_scores, run, row, claim, scores)
+
+
+async def _judge(run: Run, row: RunRow, spec: dict, index: int, ctx) -> dict:
+    if ctx.turn is None:
+        return {"skipped": "the row has no answer to judge"}
+    try:
+        inputs = mapping.turn_inputs(spec["column_mapping"], ctx.sources)
+        turn = await _turn(run, row, spec["deployment_id"], inputs, _row_key(run, row, f"-{index}"))
+    except (Overloaded, TurnInProgress) as exc:
+        return {"error": f"The judge was busy: {exc}"}
+    except (ValidationError, PermissionDenied, Http404) as exc:
+        return {"error": _why(exc)}
+    if turn.error:
+        result = {"error": f"The judge failed: {turn.error}"}
+    else:
+        result = evaluators.judge_result(turn.response)
+    return {**result, "judge_request_id": turn.databricks_request_id}
+
+
+@transaction.atomic
+def _save_scores(run: Run, row: RunRow, claim: uuid.UUID, scores: dict) -> None:
+    """The row's scores, and each score as a rating of the answer (forwarded like a
+    reviewer's), in one transaction: all of them, or, when the row is no longer this lane's,
+    none."""
+    if not _finish(row.pk, claim):
+        return
+    RunRow.objects.filter(pk=row.pk).update(scores=scores)
+    if row.turn is None:
+        return
+    for spec in run.evaluators:
+        result = scores[spec["name"]]
+        if "value" not in result:
+            continue
+        evaluator_rating_create(
+            turn=row.turn,
+            source_type=evaluators.source_type(spec),
+            source_id=f"run:{run.name}/{spec['name']}",
+            name=spec["name"],
+            value=result["value"],
+            rationale=result.get("rationale", ""),
+        )

@@ -1,0 +1,154 @@
+"""Batch and evaluation runs through the API, worked by a real Celery worker on Redis against
+the real demo agent: every row becomes one logged turn with its trace, evaluators score each
+answer (built-ins and the demo agent playing a judge), scores become ratings of source CODE or
+LLM_JUDGE, and a run file that cannot run is refused field by field with nothing saved."""
+
+import asyncio
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from agents.models import RequestLog, TurnKey
+from agents.traces import normalize_trace
+from evaluation import lanes, runs
+from evaluation.models import RowStatus, RunRow, RunStatus
+from feedback.models import Rating
+from tests.evaluation.runs_support import (
+    QUESTIONS,
+    demo_agent_deployment,
+    upload_questions,
+    wait_for_end,
+)
+
+pytestmark = pytest.mark.integration
+
+JUDGE_MESSAGE = "Answer: ${run.outputs.answer}\nExpected: ${data.expected_response}"
+
+
+def test_a_batch_run_then_an_evaluation_run(celery_worker_on_redis, demo_agent, api_client,
+                                            reviewer):  # fmt: skip
+    agent = demo_agent_deployment(demo_agent, name="rag")
+    judge = demo_agent_deployment(demo_agent, name="judge", judge=True)
+    upload_questions()
+    api_client.force_authenticate(reviewer)
+    made = api_client.post(
+        "/api/v1/runs/",
+        {
+            "name": "nightly-1",
+            "deployment": "rag",
+            "data": "faq@1",
+            "column_mapping": {"message": "${data.question}", "custom_inputs.top_k": 2},
+            "concurrency": 4,
+        },
+        format="json",
+    )
+    assert made.status_code == 201, made.json()
+    run = wait_for_end("nightly-1")
+    assert run.status == RunStatus.COMPLETED
+    rows = list(RunRow.objects.filter(run=run).select_related("turn"))
+    assert [r.status for r in rows] == [RowStatus.DONE] * len(QUESTIONS)
+    turns = RequestLog.objects.filter(deployment=agent)
+    assert turns.count() == len(QUESTIONS)  # one turn a row
+    for row, (question, _) in zip(rows, QUESTIONS, strict=True):
+        assert row.turn.request == question and row.turn.error == ""
+        assert row.turn.custom_inputs == {"top_k": 2}
+        assert row.turn.request_metadata["run"] == "nightly-1"
+        assert normalize_trace(row.turn.trace).span_count > 1  # the answer's trace is kept
+    shown = api_client.get("/api/v1/runs/nightly-1/").json()
+    assert shown["rows"] == {"total": 6, "done": 6, "in_flight": 0, "pending": 0, "errors": 0}
+    assert shown["metrics"][0] == {
+        "name": "error_rate", "value": 0.0, "count": 6, "errors": 0, "skipped": 0,
+        "higher_is_better": False,
+    }  # fmt: skip
+
+    made = api_client.post(
+        "/api/v1/runs/",
+        {
+            "name": "nightly-1-eval",
+            "run": "nightly-1",
+            "evaluators": [
+                "contains",
+                "expected_facts",
+                "errors",
+                "tokens",
+                {"name": "judged", "deployment": "judge",
+                 "column_mapping": {"message": JUDGE_MESSAGE}},
+                {"name": "confused", "deployment": judge.pk,
+                 "column_mapping": {"message": "${run.outputs.answer}"}},
+            ],
+        },
+        format="json",
+    )
+    assert made.status_code == 201, made.json()
+    evaluation = wait_for_end("nightly-1-eval")
+    assert evaluation.status == RunStatus.COMPLETED
+    scored = {r.position: r for r in RunRow.objects.filter(run=evaluation).select_related("turn")}
+    for row in rows:
+        scores = scored[row.position].scores
+        fact = QUESTIONS[row.position - 1][1][0]
+        present = fact in row.turn.response.lower()
+        assert scores["contains"] == {"value": present}
+        assert scores["expected_facts"]["value"] == (1.0 if present else 0.0)
+        assert scores["errors"]["value"] == 0
+        assert scores["tokens"]["value"] == normalize_trace(row.turn.trace).token_usage[
+            "total_tokens"
+        ]
+        assert 0 <= scores["judged"]["value"] <= 1 and "expected terms" in scores["judged"][
+            "rationale"
+        ]
+        assert "did not answer {score, rationale}" in scores["confused"]["error"]
+    metrics = {m["name"]: m for m in api_client.get("/api/v1/runs/nightly-1-eval/").json()[
+        "metrics"]}  # fmt: skip
+    contains_values = [scored[p].scores["contains"]["value"] for p in scored]
+    assert metrics["contains"]["value"] == pytest.approx(sum(contains_values) / 6)
+    assert metrics["confused"] | {} == {
+        "name": "confused", "value": None, "count": 0, "errors": 6, "skipped": 0,
+        "higher_is_better": True,
+    }  # fmt: skip
+    # Scores are ratings of the answers, of the evaluator's source, beside reviewers' ones.
+    ratings = Rating.objects.filter(request__in=[r.turn for r in rows], reviewer=None)
+    assert ratings.filter(source_type="CODE").count() == 4 * 6
+    assert ratings.filter(source_type="LLM_JUDGE").count() == 6  # the confused judge: none
+    assert ratings.filter(source_id="run:nightly-1-eval/judged").count() == 6
+    # The judge's turns are logged too, on the judge's deployment: two judges, six rows.
+    assert RequestLog.objects.filter(deployment=judge).count() == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lane_takes_back_a_dead_workers_rows_and_sends_each_once(demo_agent, reviewer):
+    """A worker died holding rows: one whose turn it had saved (its key links that turn) and
+    one still at the agent (its key has no turn). Once their leases run out, another lane
+    links the saved turn without calling the agent again and sends the other one."""
+    demo_agent_deployment(demo_agent, name="rag")
+    upload_questions(rows=[{"question": q} for q, _ in QUESTIONS[:3]])
+    run = runs.run_create(
+        user=reviewer,
+        spec={"name": "r", "deployment": "rag", "data": "faq",
+              "column_mapping": {"message": "${data.question}"}},
+    )  # fmt: skip
+    # The first lane (the "dead worker") works row 1 to the end, then dies before marking it.
+    first = lanes._claim(run.pk, 2, uuid.uuid4())
+    assert [r.position for r in first.rows] == [1, 2]
+    asyncio.run(_send_only_turn(run, first.rows[0]))
+    saved = RequestLog.objects.get()
+    TurnKey.objects.create(user=reviewer, key=f"run-{run.pk}-2", conversation=saved.conversation)
+    RunRow.objects.filter(run=run).update(lease_until=timezone.now())  # the leases run out
+    assert lanes.lane_run(run.pk, 4) is False  # done: nothing to hand over
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    rows = list(RunRow.objects.filter(run=run))
+    assert [r.status for r in rows] == [RowStatus.DONE] * 3
+    assert rows[0].turn_id == saved.pk  # the dead worker's turn, not a second one
+    assert RequestLog.objects.count() == 3
+    assert [r.attempts for r in rows] == [2, 2, 1]
+
+
+async def _send_only_turn(run, row):
+    from agents.turns import send_turn, turn_start
+
+    started = await turn_start(
+        user=run.created_by, deployment_id=run.deployment_id, message=row.dataset_row.data[
+            "question"], history=[], idempotency_key=f"run-{run.pk}-{row.position}",
+    )  # fmt: skip
+    await send_turn(started)
