@@ -30,9 +30,10 @@ test: $(VENV)/.installed $(SECRET_KEY_TARGET) chromium
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .  # the reviewapp command
 	touch $@
 
 # Pin every transitive version too, after a change to the requirements files.

@@ -1,5 +1,5 @@
-"""Datasets over the REST API: list them, upload a new version (admins), read a version's
-rows a page at a time."""
+"""Datasets over the REST API: list them, upload a new version (reviewers and admins), read a
+version's rows a page at a time."""
 
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -51,8 +51,8 @@ class DatasetListApi(APIView):
 
 
 class DatasetVersionCreateApi(APIView):
-    """Admins: upload a JSON lines or CSV file (multipart `file`) as the dataset's next
-    version; rows that cannot be used make it a 400 with each line and why, unless
+    """Reviewers and admins: upload a JSON lines or CSV file (multipart `file`) as the
+    dataset's next version; rows that cannot be used make it a 400 with each line and why, unless
     `skip_bad_rows` (then they are listed in `skipped`)."""
 
     parser_classes = [MultiPartParser]
@@ -65,8 +65,8 @@ class DatasetVersionCreateApi(APIView):
         },
     )
     def post(self, request: Request, name: str) -> Response:
-        if not roles.is_admin(request.user):
-            raise PermissionDenied("Only admins may upload datasets.")
+        if not roles.can_review(request.user):
+            raise PermissionDenied("Only reviewers and admins may upload datasets.")
         upload = request.FILES.get("file")
         if upload is None:
             return Response({"detail": "Send the file as the multipart field `file`."}, 400)

@@ -28,9 +28,9 @@ def runs_visible_to(user: AbstractBaseUser) -> QuerySet[Run]:
 
 def run_list(user: AbstractBaseUser, *, limit: int = 200) -> list[Run]:
     return list(
-        runs_visible_to(user).annotate(
-            done_count=Count("rows", filter=Q(rows__status=RowStatus.DONE))
-        )[:limit]
+        runs_visible_to(user)
+        .annotate(done_count=Count("rows", filter=Q(rows__status=RowStatus.DONE)))
+        .order_by("-created_at", "-pk")[:limit]
     )
 
 

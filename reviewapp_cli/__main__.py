@@ -1,0 +1,3 @@
+from reviewapp_cli.app import main
+
+main()
