@@ -2,9 +2,11 @@
 
 It claims rows (a lease it renews while it works, so a claim whose lease ran out is a dead
 worker's and another lane takes it), sends each as a chat turn through the turn service, or
-scores it with the run's evaluators, and marks it done. Each row's turn has the idempotency key
-`run-<run>-<position>`: a row taken back after its worker died mid-way gets the turn that
-worker saved, if it saved one, so the request log holds one turn per row.
+scores it with the run's evaluators, and marks it done. Each row's turn carries the key
+`run-<run>-<position>` as its client request id: a row taken back after its worker died gets
+the turn that worker saved, if it saved one, so the request log holds one turn per row. (Not
+the chat's idempotency keys: claiming one takes the turn off its fast start on the event loop,
+bench/README.md "Batch runs".)
 
 A lane works for at most RUN_LANE_SECONDS, then hands over to a new task (so the worker is
 free for other tasks in between, and a long run needs no long task); it stops when the run has
@@ -17,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -28,8 +31,8 @@ from django.http import Http404
 from django.utils import timezone
 
 from agents.client import close_http_client, serving_loop
-from agents.models import TurnKey
-from agents.turns import Overloaded, TurnInProgress, send_turn, turn_start
+from agents.models import RequestLog
+from agents.turns import Overloaded, send_turn, turn_start
 from agents.turns import db as turn_db
 from agents.turns.start import UNSET
 from evaluation import evaluators, mapping
@@ -54,14 +57,22 @@ def lane_run(run_id: int, width: int) -> bool:
 
 
 async def _lane_with_resources(run_id: int, width: int) -> bool:
-    token = turn_db.pooled_threads.set(turn_db.shared_executor())
-    serving_loop()  # the lane's turns share one agent session, closed when the lane ends
+    # The lane's database steps run in threads of its own, which keep their connections
+    # between steps; its turns share one agent session. All are closed when the lane ends.
+    threads = settings.TURN_DB_THREADS
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lane-db")
+    executor_token = turn_db.pooled_threads.set(executor)
+    hold_token = turn_db.holds_connections.set(True)
+    serving_loop()
     try:
         return await _lane(run_id, width)
     finally:
-        turn_db.pooled_threads.reset(token)
+        turn_db.holds_connections.reset(hold_token)
+        turn_db.pooled_threads.reset(executor_token)
         await close_http_client()
         await pg_loop.close_pool()
+        await asyncio.to_thread(turn_db.close_thread_connections, executor, threads)
+        executor.shutdown()
 
 
 async def _lane(run_id: int, width: int) -> bool:
@@ -97,10 +108,15 @@ async def _lane(run_id: int, width: int) -> bool:
         done, _ = await asyncio.wait(
             in_flight, timeout=beat_every, return_when=asyncio.FIRST_COMPLETED
         )
+        answered = []
         for task in done:
             in_flight.discard(task)
             if task.exception() is not None:
                 logger.error("run %s: a row failed", run_id, exc_info=task.exception())
+            elif task.result() is not None:
+                answered.append(task.result())
+        if answered:  # one commit for the rows answered meanwhile, not one each
+            await turn_db.run_db(_finish_answered, answered, claim)
         next_beat = await _beat_if_due(run_id, claim, next_beat, beat_every)
         if time.monotonic() > deadline:
             stopping = True
@@ -165,11 +181,11 @@ def _complete(run_id: int) -> None:
         )
 
 
-async def _work(run: Run, row: RunRow, claim: uuid.UUID) -> None:
+async def _work(run: Run, row: RunRow, claim: uuid.UUID) -> "Answered | None":
     if run.kind == RunKind.BATCH:
-        await _send_row(run, row, claim)
-    else:
-        await _score_row(run, row, claim)
+        return await _send_row(run, row, claim)
+    await _score_row(run, row, claim)  # saves its scores and ratings itself
+    return None
 
 
 def _row_key(run: Run, row: RunRow, suffix: str = "") -> str:
@@ -177,37 +193,49 @@ def _row_key(run: Run, row: RunRow, suffix: str = "") -> str:
 
 
 async def _turn(run: Run, row: RunRow, deployment_id: int, inputs, key: str):
-    """The row's turn (the one saved before, when its first worker died after saving it)."""
-    if row.attempts > 1:  # a dead worker's key, with no turn saved: ours to use again now
-        await turn_db.run_db(
-            lambda: TurnKey.objects.filter(
-                user_id=run.created_by_id, key=key, turn__isnull=True
-            ).delete()
-        )
+    """The row's turn: the one its first worker saved, when that worker died after saving it
+    (found by its key, kept as the turn's client request id), else a new one."""
+    if row.attempts > 1:
+        earlier = await turn_db.run_db(_turn_of_key, deployment_id, key, run.created_at)
+        if earlier is not None:
+            return earlier
     started = await turn_start(
         user=run.created_by,
         deployment_id=deployment_id,
         message=inputs.message,
         custom_inputs=UNSET if inputs.custom_inputs is None else inputs.custom_inputs,
         history=inputs.history,
-        idempotency_key=key,
     )
-    if started.row is not None:
-        started.row.request_metadata.update(run=run.name, run_row=str(row.position))
+    started.row.client_request_id = key
+    started.row.request_metadata.update(run=run.name, run_row=str(row.position))
     return await send_turn(started)
 
 
-async def _send_row(run: Run, row: RunRow, claim: uuid.UUID) -> None:
+def _turn_of_key(deployment_id: int, key: str, since) -> RequestLog | None:
+    # The deployment's turns since the run began (an index range), not the whole log.
+    return RequestLog.objects.filter(
+        deployment_id=deployment_id, created_at__gte=since, client_request_id=key
+    ).first()
+
+
+@dataclass(frozen=True)
+class Answered:
+    row_id: int
+    turn_id: int | None
+    error: str
+
+
+async def _send_row(run: Run, row: RunRow, claim: uuid.UUID) -> Answered | None:
+    """The row's answer, to be marked done; None when it goes back to be sent later."""
     try:
         inputs = mapping.turn_inputs(run.column_mapping, mapping.Sources(row.dataset_row.data))
         turn = await _turn(run, row, run.deployment_id, inputs, _row_key(run, row))
-    except (Overloaded, TurnInProgress):
-        await turn_db.run_db(_release, row.pk, claim)  # sent again later
-        return
+    except Overloaded:
+        await turn_db.run_db(_release, row.pk, claim)
+        return None
     except (ValidationError, PermissionDenied, Http404) as exc:
-        await turn_db.run_db(_finish, row.pk, claim, error=_why(exc))
-        return
-    await turn_db.run_db(_finish, row.pk, claim, turn_id=turn.pk, error=turn.error)
+        return Answered(row.pk, None, _why(exc))
+    return Answered(row.pk, turn.pk, turn.error)
 
 
 def _why(exc: Exception) -> str:
@@ -218,6 +246,12 @@ def _why(exc: Exception) -> str:
 
 def _release(row_id: int, claim: uuid.UUID) -> None:
     RunRow.objects.filter(pk=row_id, claim=claim).update(status=RowStatus.PENDING, claim=None)
+
+
+@transaction.atomic
+def _finish_answered(answered: list[Answered], claim: uuid.UUID) -> None:
+    for one in answered:
+        _finish(one.row_id, claim, turn_id=one.turn_id, error=one.error)
 
 
 def _finish(row_id: int, claim: uuid.UUID, *, turn_id: int | None = None, error: str = "") -> bool:
@@ -249,7 +283,7 @@ async def _judge(run: Run, row: RunRow, spec: dict, index: int, ctx) -> dict:
     try:
         inputs = mapping.turn_inputs(spec["column_mapping"], ctx.sources)
         turn = await _turn(run, row, spec["deployment_id"], inputs, _row_key(run, row, f"-{index}"))
-    except (Overloaded, TurnInProgress) as exc:
+    except Overloaded as exc:
         return {"error": f"The judge was busy: {exc}"}
     except (ValidationError, PermissionDenied, Http404) as exc:
         return {"error": _why(exc)}

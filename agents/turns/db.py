@@ -10,6 +10,7 @@ threads nor more connections than the pool. Each step gives its connection back 
 """
 
 import contextvars
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -27,6 +28,12 @@ pooled_threads: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.
     "turn_db_threads", default=None
 )
 _executor: ThreadPoolExecutor | None = None
+# Set by a batch run's lane (evaluation/lanes.py), which owns its threads: their connections
+# stay open between steps. A Celery worker has no pool, so each close would cost a new
+# connection (bench/README.md, "Batch runs").
+holds_connections: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "turn_db_holds_connections", default=False
+)
 
 
 def on_event_loop() -> bool:
@@ -75,6 +82,24 @@ def release_connections() -> None:
     """Give this thread's database connections back (to psycopg's pool under ASGI) between a
     turn's steps, so a turn waiting for its agent holds none. Not inside a transaction (a
     test's)."""
+    hold = holds_connections.get()
     for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
+        if conn.in_atomic_block:
+            continue
+        if hold:
+            conn.close_if_unusable_or_obsolete()
+        else:
             conn.close()
+
+
+def close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:
+    """Close the connections each of the executor's `threads` threads holds (one call per
+    thread: each waits at a barrier until all have one)."""
+    barrier = threading.Barrier(threads)
+
+    def close() -> None:
+        barrier.wait(timeout=30)
+        connections.close_all()
+
+    for future in [executor.submit(close) for _ in range(threads)]:
+        future.result()

@@ -9,9 +9,9 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from agents.models import RequestLog, TurnKey
+from agents.models import RequestLog
 from agents.traces import normalize_trace
-from evaluation import lanes, runs
+from evaluation import lanes, mapping, runs
 from evaluation.models import RowStatus, RunRow, RunStatus
 from feedback.models import Rating
 from tests.evaluation.runs_support import (
@@ -72,10 +72,16 @@ def test_a_batch_run_then_an_evaluation_run(celery_worker_on_redis, demo_agent, 
                 "expected_facts",
                 "errors",
                 "tokens",
-                {"name": "judged", "deployment": "judge",
-                 "column_mapping": {"message": JUDGE_MESSAGE}},
-                {"name": "confused", "deployment": judge.pk,
-                 "column_mapping": {"message": "${run.outputs.answer}"}},
+                {
+                    "name": "judged",
+                    "deployment": "judge",
+                    "column_mapping": {"message": JUDGE_MESSAGE},
+                },
+                {
+                    "name": "confused",
+                    "deployment": judge.pk,
+                    "column_mapping": {"message": "${run.outputs.answer}"},
+                },
             ],
         },
         format="json",
@@ -91,12 +97,13 @@ def test_a_batch_run_then_an_evaluation_run(celery_worker_on_redis, demo_agent, 
         assert scores["contains"] == {"value": present}
         assert scores["expected_facts"]["value"] == (1.0 if present else 0.0)
         assert scores["errors"]["value"] == 0
-        assert scores["tokens"]["value"] == normalize_trace(row.turn.trace).token_usage[
-            "total_tokens"
-        ]
-        assert 0 <= scores["judged"]["value"] <= 1 and "expected terms" in scores["judged"][
-            "rationale"
-        ]
+        assert (
+            scores["tokens"]["value"] == normalize_trace(row.turn.trace).token_usage["total_tokens"]
+        )
+        assert (
+            0 <= scores["judged"]["value"] <= 1
+            and "expected terms" in scores["judged"]["rationale"]
+        )
         assert "did not answer {score, rationale}" in scores["confused"]["error"]
     metrics = {m["name"]: m for m in api_client.get("/api/v1/runs/nightly-1-eval/").json()[
         "metrics"]}  # fmt: skip
@@ -117,9 +124,9 @@ def test_a_batch_run_then_an_evaluation_run(celery_worker_on_redis, demo_agent, 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_lane_takes_back_a_dead_workers_rows_and_sends_each_once(demo_agent, reviewer):
-    """A worker died holding rows: one whose turn it had saved (its key links that turn) and
-    one still at the agent (its key has no turn). Once their leases run out, another lane
-    links the saved turn without calling the agent again and sends the other one."""
+    """A worker died holding two rows: one whose turn it had saved, one still at the agent.
+    Once their leases run out, another lane links the saved turn without calling the agent
+    again, and sends the other."""
     demo_agent_deployment(demo_agent, name="rag")
     upload_questions(rows=[{"question": q} for q, _ in QUESTIONS[:3]])
     run = runs.run_create(
@@ -127,12 +134,12 @@ def test_a_lane_takes_back_a_dead_workers_rows_and_sends_each_once(demo_agent, r
         spec={"name": "r", "deployment": "rag", "data": "faq",
               "column_mapping": {"message": "${data.question}"}},
     )  # fmt: skip
-    # The first lane (the "dead worker") works row 1 to the end, then dies before marking it.
-    first = lanes._claim(run.pk, 2, uuid.uuid4())
-    assert [r.position for r in first.rows] == [1, 2]
-    asyncio.run(_send_only_turn(run, first.rows[0]))
-    saved = RequestLog.objects.get()
-    TurnKey.objects.create(user=reviewer, key=f"run-{run.pk}-2", conversation=saved.conversation)
+    dead = lanes._claim(run.pk, 2, uuid.uuid4())
+    assert [r.position for r in dead.rows] == [1, 2]
+    inputs = mapping.turn_inputs(run.column_mapping, mapping.Sources(dead.rows[0].dataset_row.data))
+    saved = asyncio.run(
+        lanes._turn(run, dead.rows[0], run.deployment_id, inputs, f"run-{run.pk}-1")
+    )
     RunRow.objects.filter(run=run).update(lease_until=timezone.now())  # the leases run out
     assert lanes.lane_run(run.pk, 4) is False  # done: nothing to hand over
     run.refresh_from_db()
@@ -142,13 +149,3 @@ def test_a_lane_takes_back_a_dead_workers_rows_and_sends_each_once(demo_agent, r
     assert rows[0].turn_id == saved.pk  # the dead worker's turn, not a second one
     assert RequestLog.objects.count() == 3
     assert [r.attempts for r in rows] == [2, 2, 1]
-
-
-async def _send_only_turn(run, row):
-    from agents.turns import send_turn, turn_start
-
-    started = await turn_start(
-        user=run.created_by, deployment_id=run.deployment_id, message=row.dataset_row.data[
-            "question"], history=[], idempotency_key=f"run-{run.pk}-{row.position}",
-    )  # fmt: skip
-    await send_turn(started)
