@@ -5,13 +5,13 @@
 
 Starts the demo agent answering in --latency-ms (200; without traces unless --traces: making
 one is about half of the agent's CPU on this small machine), two Celery workers (prefork, two
-processes each: four lanes of 16 rows) on Redis, and a fresh PostgreSQL database
+processes each; RUN_LANE_WIDTH 32: two lanes) on Redis, and a fresh PostgreSQL database
 (postgres://postgres@127.0.0.1:5432/reviewapp_runs, dropped and made again). Creates a batch
 run of --rows rows with `evaluation.runs.run_create`, as the API does, and waits for it to end.
 
 Prints rows/s against the ideal, concurrency ÷ agent latency (target: at least 80 % of it),
-and each worker's RSS (main process and pool children) at the start, peak and end of the run
-(target: flat).
+and each worker's RSS (main process and pool children) idle, when a tenth of the rows is done
+(every lane has worked), at its peak and at the end (target: flat after the first tenth).
 """
 
 from __future__ import annotations
@@ -139,14 +139,13 @@ def _measure(args, port: int, workers) -> int:
         "column_mapping": {"message": "${data.question}"}, "concurrency": args.concurrency,
     })  # fmt: skip
     created_s = time.monotonic() - started
-    peaks = list(baseline)
-    first_done_at = None
+    peaks, warm = list(baseline), None
     while True:
         time.sleep(0.5)
         peaks = [max(p, rss_mb(w.pid)) for p, w in zip(peaks, workers, strict=True)]
         status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
-        if first_done_at is None and run.rows.filter(status=RowStatus.DONE).exists():
-            first_done_at = time.monotonic()
+        if warm is None and run.rows.filter(status=RowStatus.DONE).count() >= args.rows // 10:
+            warm = [rss_mb(w.pid) for w in workers]  # a tenth done: every lane has worked
         if status != RunStatus.RUNNING:
             break
     elapsed = time.monotonic() - started
@@ -162,8 +161,10 @@ def _measure(args, port: int, workers) -> int:
     verdict = "met" if rate >= TARGET_SHARE * ideal else "MISSED"
     print(f"throughput {rate:.1f} rows/s = {rate / ideal:.0%} of concurrency/latency "
           f"({ideal:.0f}/s); target >= {TARGET_SHARE:.0%}: {verdict}")  # fmt: skip
-    for n, (b, p, e) in enumerate(zip(baseline, peaks, end, strict=True)):
-        print(f"worker {n} RSS: start {b:.0f} MB, peak {p:.0f} MB, end {e:.0f} MB")
+    warm = warm or baseline
+    for n, (b, w, p, e) in enumerate(zip(baseline, warm, peaks, end, strict=True)):
+        print(f"worker {n} RSS: idle {b:.0f} MB, at 10 % {w:.0f} MB, peak {p:.0f} MB, "
+              f"end {e:.0f} MB (growth after 10 %: {e - w:+.0f} MB)")  # fmt: skip
     return 0 if status == RunStatus.COMPLETED and not failed else 1
 
 

@@ -19,10 +19,12 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import uvloop
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -41,7 +43,8 @@ from feedback.services import evaluator_rating_create
 from reviewapp import pg_loop
 
 logger = logging.getLogger(__name__)
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+HOST = socket.gethostname()
+UNANSWERED = [RowStatus.PENDING, RowStatus.CLAIMED]
 
 
 @dataclass
@@ -51,9 +54,20 @@ class Claimed:
     left: bool = True  # rows not done (claimed by others, maybe)
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A batch row's outcome, marked done with the lane's next claim."""
+
+    row_id: int
+    turn_id: int | None
+    error: str
+
+
 def lane_run(run_id: int, width: int) -> bool:
     """Work the run's rows; True when the run has rows left and the lane should hand over."""
-    return asyncio.run(_lane_with_resources(run_id, width))
+    # uvloop, as uvicorn serves the chat: a lane is an event loop as busy as a web process's.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_lane_with_resources(run_id, width))
 
 
 async def _lane_with_resources(run_id: int, width: int) -> bool:
@@ -86,37 +100,44 @@ async def _lane(run_id: int, width: int) -> bool:
     beat_every = settings.RUN_LEASE_SECONDS / 3
     next_beat = time.monotonic() + beat_every
     in_flight: set[asyncio.Task] = set()
-    stopping = False
+    # Rows claimed ahead (half a lane), so a row that ends makes room for the next at once,
+    # without waiting for a claim's commit.
+    queue: deque[RunRow] = deque()
+    answered: list[Answered] = []
+    state, stopping = Claimed(), False
     while True:
-        free = width - len(in_flight)
-        if not stopping and (not in_flight or free >= max(1, width // 4)):
-            claimed = await turn_db.run_db(_claim, run_id, free, claim)
-            stopping = not claimed.running or time.monotonic() > deadline
-            for row in claimed.rows:
-                in_flight.add(asyncio.create_task(_work(run, row, claim)))
-            if not in_flight:
-                if not claimed.left:
-                    await turn_db.run_db(_complete, run_id)
-                    return False
-                if stopping:
-                    return claimed.running
-                await asyncio.sleep(1)  # other lanes' rows: wait for them to end or expire
-                next_beat = await _beat_if_due(run_id, claim, next_beat, beat_every)
-                continue
+        while queue and len(in_flight) < width and not stopping:  # before any wait
+            in_flight.add(asyncio.create_task(_work(run, queue.popleft(), claim)))
+        wanted = 0 if stopping else width + width // 2 - len(in_flight) - len(queue)
+        if answered or wanted >= max(1, width // 4) or not (in_flight or queue):
+            # The rows answered meanwhile are marked done, and more claimed, in one commit.
+            state = await turn_db.run_db(_settle, run_id, answered, max(wanted, 0), claim)
+            answered = []
+            queue.extend(state.rows)
+            stopping = stopping or not state.running or time.monotonic() > deadline
+        if stopping and queue:  # cancelled, or the lane's time is up: others take them now
+            await turn_db.run_db(_release, [row.pk for row in queue], claim)
+            queue.clear()
+        while queue and len(in_flight) < width:
+            in_flight.add(asyncio.create_task(_work(run, queue.popleft(), claim)))
         if not in_flight:
-            return not stopping or time.monotonic() > deadline
+            if stopping:
+                return state.running  # hand over, unless the run was cancelled
+            if not state.left:
+                await turn_db.run_db(_complete, run_id)
+                return False
+            await asyncio.sleep(1)  # other lanes' rows: wait for them to end or expire
+            next_beat = await _beat_if_due(run_id, claim, next_beat, beat_every)
+            continue
         done, _ = await asyncio.wait(
             in_flight, timeout=beat_every, return_when=asyncio.FIRST_COMPLETED
         )
-        answered = []
         for task in done:
             in_flight.discard(task)
             if task.exception() is not None:
                 logger.error("run %s: a row failed", run_id, exc_info=task.exception())
             elif task.result() is not None:
                 answered.append(task.result())
-        if answered:  # one commit for the rows answered meanwhile, not one each
-            await turn_db.run_db(_finish_answered, answered, claim)
         next_beat = await _beat_if_due(run_id, claim, next_beat, beat_every)
         if time.monotonic() > deadline:
             stopping = True
@@ -141,47 +162,56 @@ def _beat(run_id: int, claim: uuid.UUID) -> None:
     Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
 
 
+@transaction.atomic
+def _settle(run_id: int, answered: list[Answered], count: int, claim: uuid.UUID) -> Claimed:
+    """Mark the answered rows done, then claim up to `count` more, in one transaction."""
+    for one in answered:
+        _finish(one.row_id, claim, turn_id=one.turn_id, error=one.error)
+    if count == 0:
+        return Claimed(left=True)
+    return _claim(run_id, count, claim)
+
+
 def _claim(run_id: int, count: int, claim: uuid.UUID) -> Claimed:
+    """Up to `count` rows: first those whose lease ran out (a dead worker's), then pending
+    ones in order. Each read walks the index (run, status, position): a claim costs the rows it
+    takes, not the run's size."""
     status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
     if status != RunStatus.RUNNING:
         return Claimed(running=False)
-    now = timezone.now()
-    claimable = Q(status=RowStatus.PENDING) | Q(status=RowStatus.CLAIMED, lease_until__lt=now)
+    rows = RunRow.objects.filter(run_id=run_id)
+    expired = Q(status=RowStatus.CLAIMED, lease_until__lt=timezone.now())
     with transaction.atomic():
-        ids = list(
-            RunRow.objects.select_for_update(skip_locked=True)
-            .filter(claimable, run_id=run_id)
-            .order_by("position")
-            .values_list("pk", flat=True)[:count]
-        )
+        lockable = rows.select_for_update(skip_locked=True).order_by("position")
+        ids = list(lockable.filter(expired).values_list("pk", flat=True)[:count])
+        if len(ids) < count:
+            pending = lockable.filter(status=RowStatus.PENDING)
+            ids += pending.values_list("pk", flat=True)[: count - len(ids)]
         if ids:
-            RunRow.objects.filter(claimable, pk__in=ids).update(
+            rows.filter(expired | Q(status=RowStatus.PENDING), pk__in=ids).update(
                 status=RowStatus.CLAIMED,
                 claim=claim,
                 lease_until=_lease_end(),
-                worker=WORKER,
+                worker=f"{HOST}:{os.getpid()}",  # the pool process, not its parent
                 attempts=F("attempts") + 1,
             )
-            Run.objects.filter(pk=run_id).update(heartbeat_at=now)
-    rows = list(
-        RunRow.objects.filter(pk__in=ids, claim=claim, status=RowStatus.CLAIMED).select_related(
-            "dataset_row", "turn"
-        )
+    taken = list(
+        rows.filter(pk__in=ids, claim=claim, status=RowStatus.CLAIMED)
+        .select_related("dataset_row", "turn")
+        .order_by("position")
     )
-    left = (
-        bool(rows) or RunRow.objects.filter(run_id=run_id).exclude(status=RowStatus.DONE).exists()
-    )
-    return Claimed(rows=rows, left=left)
+    left = bool(taken) or rows.filter(status__in=UNANSWERED).exists()
+    return Claimed(rows=taken, left=left)
 
 
 def _complete(run_id: int) -> None:
-    if not RunRow.objects.filter(run_id=run_id).exclude(status=RowStatus.DONE).exists():
+    if not RunRow.objects.filter(run_id=run_id, status__in=UNANSWERED).exists():
         Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=RunStatus.COMPLETED, finished_at=timezone.now()
         )
 
 
-async def _work(run: Run, row: RunRow, claim: uuid.UUID) -> "Answered | None":
+async def _work(run: Run, row: RunRow, claim: uuid.UUID) -> Answered | None:
     if run.kind == RunKind.BATCH:
         return await _send_row(run, row, claim)
     await _score_row(run, row, claim)  # saves its scores and ratings itself
@@ -218,20 +248,13 @@ def _turn_of_key(deployment_id: int, key: str, since) -> RequestLog | None:
     ).first()
 
 
-@dataclass(frozen=True)
-class Answered:
-    row_id: int
-    turn_id: int | None
-    error: str
-
-
 async def _send_row(run: Run, row: RunRow, claim: uuid.UUID) -> Answered | None:
     """The row's answer, to be marked done; None when it goes back to be sent later."""
     try:
         inputs = mapping.turn_inputs(run.column_mapping, mapping.Sources(row.dataset_row.data))
         turn = await _turn(run, row, run.deployment_id, inputs, _row_key(run, row))
     except Overloaded:
-        await turn_db.run_db(_release, row.pk, claim)
+        await turn_db.run_db(_release, [row.pk], claim)
         return None
     except (ValidationError, PermissionDenied, Http404) as exc:
         return Answered(row.pk, None, _why(exc))
@@ -244,14 +267,10 @@ def _why(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _release(row_id: int, claim: uuid.UUID) -> None:
-    RunRow.objects.filter(pk=row_id, claim=claim).update(status=RowStatus.PENDING, claim=None)
-
-
-@transaction.atomic
-def _finish_answered(answered: list[Answered], claim: uuid.UUID) -> None:
-    for one in answered:
-        _finish(one.row_id, claim, turn_id=one.turn_id, error=one.error)
+def _release(row_ids: list[int], claim: uuid.UUID) -> None:
+    RunRow.objects.filter(pk__in=row_ids, claim=claim).update(
+        status=RowStatus.PENDING, claim=None, lease_until=None
+    )
 
 
 def _finish(row_id: int, claim: uuid.UUID, *, turn_id: int | None = None, error: str = "") -> bool:

@@ -328,7 +328,7 @@ if DELIVERY_LEASE_SECONDS <= DELIVERY_TIMEOUT_SECONDS:
 # lane RUN_LEASE_SECONDS after its worker died; beat restarts a run whose lanes all stopped.
 RUN_DEFAULT_CONCURRENCY = env_int("RUN_DEFAULT_CONCURRENCY", 8, minimum=1)
 RUN_MAX_CONCURRENCY = env_int("RUN_MAX_CONCURRENCY", 512, minimum=1)
-RUN_LANE_WIDTH = env_int("RUN_LANE_WIDTH", 16, minimum=1, maximum=1000)
+RUN_LANE_WIDTH = env_int("RUN_LANE_WIDTH", 32, minimum=1, maximum=1000)
 RUN_LANE_SECONDS = env_int("RUN_LANE_SECONDS", 60, minimum=1, maximum=3600)
 RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 30, minimum=3)
 RUN_SWEEP_SECONDS = env_int("RUN_SWEEP_SECONDS", 30, minimum=1)
