@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "inference_tables",
     "dashboards",
     "evaluation",
+    "manifests",
 ]
 
 # Django's own, plus a 503 for an exhausted database pool (reviewapp/middleware.py).

@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/", include("review.api_urls")),
     path("api/v1/", include("inference_tables.api_urls")),
     path("api/v1/", include("evaluation.api_urls")),
+    path("api/v1/", include("manifests.api_urls")),
     # Where Databricks clients send feedback: only the host changes (protocol.md §4.1).
     path(
         "serving-endpoints/<str:endpoint_name>/served-models/feedback/invocations",

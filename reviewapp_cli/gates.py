@@ -44,7 +44,7 @@ def parse_gate(text: str) -> Gate:
     match = _GATE.match(text)
     if match is None:
         raise BadGate(
-            f"--fail-if {text!r}: write METRIC OP NUMBER, e.g. \"exact_match < 0.8\" "
+            f'--fail-if {text!r}: write METRIC OP NUMBER, e.g. "exact_match < 0.8" '
             f"(OP one of {' '.join(OPERATORS)})"
         )
     return Gate(match.group(1), match.group(2), float(match.group(3)))
