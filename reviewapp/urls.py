@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("review.urls")),
     path("", include("inference_tables.urls")),
     path("", include("dashboards.urls")),
+    path("", include("evaluation.urls")),
     path("", include("agents.urls")),
     path("", include("feedback.urls")),
     path("api/v1/", include("agents.api_urls")),

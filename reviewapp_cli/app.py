@@ -79,6 +79,9 @@ def _dataset_name(file: Path) -> str:
 def run_create(
     file: Annotated[Path, typer.Option("--file", "-f", help="The run file (run.yml).")],
     name: Annotated[str | None, typer.Option(help="The run's name (else the file's).")] = None,
+    base: Annotated[
+        str | None, typer.Option(help="An evaluation's base run (else the file's `run`).")
+    ] = None,
     stream: Annotated[bool, typer.Option(help="Follow its progress until it ends.")] = False,
     skip_bad_rows: Annotated[bool, typer.Option(help="Upload a data file's good rows.")] = False,
     fail_if: FailIf = None,
@@ -102,6 +105,8 @@ def run_create(
               EXIT_INPUT)  # fmt: skip
     if name:
         spec["name"] = name
+    if base:
+        spec["run"] = base
     data = spec.get("data")
     if isinstance(data, str) and data.lower().endswith(DATA_FILE_SUFFIXES):
         if not (file.parent / data).is_file():

@@ -1,6 +1,8 @@
 """`reviewapp apply` and `reviewapp export`: deployments, label schemas and review sessions as a
 YAML manifest kept in git (its JSON Schema: /api/v1/manifest/schema/ on the server)."""
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +15,20 @@ from reviewapp_cli.client import ApiError
 from reviewapp_cli.common import EXIT_INPUT, Token, Url, api_failed, client_for, fail
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
+# `${STAGING_URL}` in a text of the manifest is that environment variable's value (so one file
+# serves several environments); only upper-case names, so other `${...}` text stays as it is.
+ENVIRONMENT_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def expand_environment(value: Any) -> Any:
+    """The manifest with `${NAME}` replaced in every text; KeyError(NAME) when one is unset."""
+    if isinstance(value, str):
+        return ENVIRONMENT_REFERENCE.sub(lambda match: os.environ[match.group(1)], value)
+    if isinstance(value, list):
+        return [expand_environment(item) for item in value]
+    if isinstance(value, dict):
+        return {key: expand_environment(item) for key, item in value.items()}
+    return value
 
 
 def _short(value: Any) -> str:
@@ -53,6 +69,10 @@ def apply(
         fail(f"{file}: {exc.strerror}", EXIT_INPUT)
     except yaml.YAMLError as exc:
         fail(f"{file}: not YAML: {exc}", EXIT_INPUT)
+    try:
+        manifest = expand_environment(manifest)
+    except KeyError as exc:
+        fail(f"{file}: the environment variable {exc.args[0]} is not set", EXIT_INPUT)
 
     def send(dry: bool) -> list[dict]:
         try:

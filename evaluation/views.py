@@ -1,0 +1,113 @@
+"""Runs in the browser: the list, a run's page (live progress while it runs, metrics, rows with
+their scores and a link to each answer's trace), two runs compared, and "Review this run".
+Thin: parse, call evaluation's services and selectors, render."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from evaluation import run_review as reviews
+from evaluation import run_selectors, runs
+from evaluation.models import Run, RunKind, RunStatus
+from feedback.models import LabelSchema
+from reviewapp import roles
+
+
+@require_GET
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    context = {"runs": run_selectors.run_list(request.user)}
+    return render(request, "evaluation/run_list.html", context)
+
+
+def _progress_context(run: Run) -> dict:
+    counts = run_selectors.run_counts(run)
+    return {"run": run, "counts": counts, "running": run.status == RunStatus.RUNNING}
+
+
+@require_GET
+@login_required
+def run_detail(request: HttpRequest, name: str) -> HttpResponse:
+    run = runs.run_get(request.user, name)
+    after = request.GET.get("after", "")
+    rows = run_selectors.run_rows(run, after=int(after) if after.isdigit() else 0)
+    evaluators = [spec["name"] for spec in run.evaluators]
+    context = {
+        **_progress_context(run),
+        "metrics": run_selectors.run_metrics(run),
+        "rows": [(row, [(name, row.scores.get(name, {})) for name in evaluators]) for row in rows],
+        "evaluators": evaluators,
+        "next_after": rows[-1].position if len(rows) == run_selectors.ROWS_PAGE else None,
+        "others": [
+            r for r in run_selectors.run_list(request.user) if r.pk != run.pk and r.kind == run.kind
+        ],
+        "label_schemas": LabelSchema.objects.order_by("name"),
+        "can_review": roles.is_admin(request.user),
+        "is_evaluation": run.kind == RunKind.EVALUATION,
+    }
+    return render(request, "evaluation/run_detail.html", context)
+
+
+@require_GET
+@login_required
+def run_progress(request: HttpRequest, name: str) -> HttpResponse:
+    """The progress card alone, which the page polls while the run works."""
+    run = runs.run_get(request.user, name)
+    response = render(request, "evaluation/run_detail.html#progress", _progress_context(run))
+    if request.htmx and run.status != RunStatus.RUNNING:
+        response["HX-Refresh"] = "true"  # it ended: reload the page once, rows and metrics too
+    return response
+
+
+@require_POST
+@login_required
+def run_cancel(request: HttpRequest, name: str) -> HttpResponse:
+    run = runs.run_get(request.user, name)
+    if runs.run_cancel(run):
+        messages.success(request, f"Run {run.name} cancelled: the rows in flight finish.")
+    return redirect("evaluation:run_detail", name=run.name)
+
+
+@require_POST
+@login_required
+def run_resume(request: HttpRequest, name: str) -> HttpResponse:
+    run = runs.run_get(request.user, name)
+    left = runs.run_resume(run)
+    messages.info(request, f"{left} row(s) of {run.name} to send." if left else
+                  "Every row is answered: nothing to resume.")  # fmt: skip
+    return redirect("evaluation:run_detail", name=run.name)
+
+
+@require_POST
+@login_required
+def run_review(request: HttpRequest, name: str) -> HttpResponse:
+    run = runs.run_get(request.user, name)
+    try:
+        session = reviews.run_review_session(
+            user=request.user,
+            run=run,
+            name=request.POST.get("name", "").strip(),
+            label_schemas=request.POST.getlist("label_schemas"),
+            rows=request.POST.get("rows", reviews.ALL_ROWS),
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("evaluation:run_detail", name=run.name)
+    messages.success(request, f"Review session {session.name!r} made from run {run.name}.")
+    return redirect(reverse("review:session_detail", args=[session.pk]))
+
+
+@require_GET
+@login_required
+def run_compare(request: HttpRequest, name: str) -> HttpResponse:
+    base = runs.run_get(request.user, name)
+    other = runs.run_get(request.user, request.GET.get("other", ""))
+    compared = run_selectors.run_compare(base, other)
+    for changed in compared["changed_rows"]:
+        changed["sides"] = [changed["base"], changed["other"]]
+    context = {"base": base, "other": other, "compared": compared}
+    return render(request, "evaluation/run_compare.html", context)
