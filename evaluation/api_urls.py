@@ -14,6 +14,11 @@ urlpatterns = [
         apis.DatasetVersionApi.as_view(),
         name="api-dataset-version",
     ),
+    path(
+        "datasets/<str:name>/versions/from-session/",
+        apis.SessionDatasetVersionApi.as_view(),
+        name="api-dataset-from-session",
+    ),
     path("runs/", run_apis.RunListApi.as_view(), name="api-runs"),
     path("runs/<str:name>/", run_apis.RunApi.as_view(), name="api-run"),
     path("runs/<str:name>/rows/", run_apis.RunRowsApi.as_view(), name="api-run-rows"),

@@ -2,6 +2,7 @@
 version's rows a page at a time."""
 
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
@@ -10,8 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evaluation import datasets
+from evaluation import datasets, session_datasets
 from evaluation.models import Dataset, DatasetVersion
+from review.models import ReviewSession
 from reviewapp import roles
 
 UPLOAD = {
@@ -99,3 +101,22 @@ class DatasetVersionApi(APIView):
         response = paginator.get_paginated_response([row.data for row in rows])
         response.data["dataset"] = version_dict(version)
         return response
+
+
+class SessionDatasetVersionApi(APIView):
+    """Admins: a review session's expectations as the dataset's next version."""
+
+    @extend_schema(
+        request={"application/json": {"type": "object", "properties": {
+            "session": {"type": "integer"}}}},
+        responses={201: OpenApiResponse(description="{name, version, rows, columns}")},
+    )  # fmt: skip
+    def post(self, request: Request, name: str) -> Response:
+        session_id = request.data.get("session") if isinstance(request.data, dict) else None
+        if not isinstance(session_id, int):
+            return Response({"detail": 'Send {"session": <review session id>}.'}, 400)
+        session = get_object_or_404(ReviewSession, pk=session_id)
+        made = session_datasets.session_dataset_version(
+            session=session, user=request.user, name=name
+        )
+        return Response(version_dict(made.version), status=status.HTTP_201_CREATED)

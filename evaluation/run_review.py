@@ -1,4 +1,4 @@
-""""Review this run": a review session of a run's answers, all of them or only those where
+""" "Review this run": a review session of a run's answers, all of them or only those where
 the evaluators disagree, made through the review sessions' own services."""
 
 from django.contrib.auth.models import AbstractBaseUser

@@ -11,4 +11,9 @@ urlpatterns = [
     path("runs/<str:name>/resume/", views.run_resume, name="run_resume"),
     path("runs/<str:name>/review/", views.run_review, name="run_review"),
     path("runs/<str:name>/compare/", views.run_compare, name="run_compare"),
+    path(
+        "review/sessions/<int:pk>/dataset-version/",
+        views.session_dataset_version,
+        name="session_dataset_version",
+    ),
 ]

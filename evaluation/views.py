@@ -6,14 +6,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation import run_review as reviews
-from evaluation import run_selectors, runs
+from evaluation import run_selectors, runs, session_datasets
 from evaluation.models import Run, RunKind, RunStatus
 from feedback.models import LabelSchema
+from review.models import ReviewSession
 from reviewapp import roles
 
 
@@ -111,3 +112,20 @@ def run_compare(request: HttpRequest, name: str) -> HttpResponse:
         changed["sides"] = [changed["base"], changed["other"]]
     context = {"base": base, "other": other, "compared": compared}
     return render(request, "evaluation/run_compare.html", context)
+
+
+@require_POST
+@login_required
+def session_dataset_version(request: HttpRequest, pk: int) -> HttpResponse:
+    """A review session's expectations saved as a dataset version (the session page's form)."""
+    session = get_object_or_404(ReviewSession, pk=pk)
+    try:
+        made = session_datasets.session_dataset_version(
+            session=session, user=request.user, name=request.POST.get("name", "").strip()
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        version = made.version
+        messages.success(request, f"Saved {version.row_count} row(s) as dataset {version}.")
+    return redirect("review:session_detail", pk=session.pk)

@@ -35,9 +35,7 @@ class ManifestApplyApi(APIView):
         changes = services.manifest_apply(
             user=request.user, manifest=body.get("manifest"), dry_run=dry_run, prune=prune
         )
-        return Response(
-            {"dry_run": dry_run, "changes": [change.as_dict() for change in changes]}
-        )
+        return Response({"dry_run": dry_run, "changes": [change.as_dict() for change in changes]})
 
 
 class ManifestSchemaApi(APIView):

@@ -51,6 +51,18 @@ def dataset_upload(
     show.console.print(f"{file} → {made['name']}@{made['version']} ({made['rows']} rows)")
 
 
+@dataset_app.command("from-session")
+def dataset_from_session(name: str, session: int, url: Url = None, token: Token = None) -> None:
+    """Save review session SESSION's agreed expectations as NAME's next version (admins)."""
+    client = client_for(url, token)
+    try:
+        made = client.post(f"/datasets/{name}/versions/from-session/", json={"session": session})
+    except ApiError as exc:
+        api_failed(exc)
+    version = f"{made['name']}@{made['version']}"
+    show.console.print(f"Session {session} → {version} ({made['rows']} rows)")
+
+
 def _upload(client: Client, name: str, file: Path, skip_bad_rows: bool) -> dict:
     if not file.is_file():
         fail(f"{file}: no such file", EXIT_INPUT)
