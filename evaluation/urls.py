@@ -4,6 +4,8 @@ from evaluation import views
 
 app_name = "evaluation"
 urlpatterns = [
+    path("datasets/", views.dataset_list, name="dataset_list"),
+    path("datasets/<str:name>/<int:number>/", views.dataset_version, name="dataset_version"),
     path("runs/", views.run_list, name="run_list"),
     path("runs/<str:name>/", views.run_detail, name="run_detail"),
     path("runs/<str:name>/progress/", views.run_progress, name="run_progress"),

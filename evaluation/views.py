@@ -4,15 +4,15 @@ Thin: parse, call evaluation's services and selectors, render."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from evaluation import datasets, run_selectors, runs, session_datasets
 from evaluation import run_review as reviews
-from evaluation import run_selectors, runs, session_datasets
-from evaluation.models import Run, RunKind, RunStatus
+from evaluation.models import Dataset, Run, RunKind, RunStatus
 from feedback.models import LabelSchema
 from review.models import ReviewSession
 from reviewapp import roles
@@ -129,3 +129,58 @@ def session_dataset_version(request: HttpRequest, pk: int) -> HttpResponse:
         version = made.version
         messages.success(request, f"Saved {version.row_count} row(s) as dataset {version}.")
     return redirect("review:session_detail", pk=session.pk)
+
+
+DATASET_ROWS_PAGE = 100
+
+
+@login_required
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    """The datasets and their versions, and an upload form (reviewers and admins)."""
+    if not roles.can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins see datasets.")
+    context: dict = {"posted_name": "", "problems": [], "rejected": ""}
+    status = 200
+    if request.method == "POST":
+        upload, name = request.FILES.get("file"), request.POST.get("name", "").strip()
+        context["posted_name"] = name
+        try:
+            if upload is None:
+                raise ValidationError("Choose a file to upload.")
+            made = datasets.dataset_upload(
+                name=name, file=upload, file_name=upload.name, user=request.user,
+                skip_bad_rows=bool(request.POST.get("skip_bad_rows")),
+            )  # fmt: skip
+        except datasets.DatasetRejected as exc:
+            context.update(problems=exc.problems, rejected=exc.messages[0])
+            status = 400
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            status = 400
+        else:
+            skipped = f"; {len(made.skipped)} bad row(s) skipped" if made.skipped else ""
+            messages.success(request, f"Saved {made.version} ({made.version.row_count} rows"
+                                      f"{skipped}).")  # fmt: skip
+            return redirect("evaluation:dataset_list")
+    context["datasets"] = Dataset.objects.prefetch_related("versions")
+    return render(request, "evaluation/dataset_list.html", context, status=status)
+
+
+@require_GET
+@login_required
+def dataset_version(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    if not roles.can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins see datasets.")
+    version = datasets.dataset_version(name, number)
+    after = request.GET.get("after", "")
+    rows = list(
+        version.rows.filter(position__gt=int(after) if after.isdigit() else 0).order_by("position")[
+            :DATASET_ROWS_PAGE
+        ]
+    )
+    context = {
+        "version": version,
+        "rows": [(row.position, [(c, row.data.get(c)) for c in version.columns]) for row in rows],
+        "next_after": rows[-1].position if len(rows) == DATASET_ROWS_PAGE else None,
+    }
+    return render(request, "evaluation/dataset_version.html", context)

@@ -118,3 +118,26 @@ def test_the_command_uploads_and_reports(tmp_path, capsys):
     assert "faq.jsonl line 4: Not JSON" in capsys.readouterr().err
     call_command("dataset_upload", "faq", str(path), "--skip-bad-rows")
     assert "faq@1 saved: 3 rows" in capsys.readouterr().out
+
+
+def test_the_datasets_page_uploads_lists_and_shows_rows(client, reviewer, stakeholder):
+    client.force_login(reviewer)
+    bad = io.BytesIO(jsonl(ROWS) + b"\n{broken")
+    bad.name = "faq.jsonl"
+    refused = client.post("/datasets/", {"name": "faq", "file": bad})
+    assert refused.status_code == 400 and "line 4: " in refused.content.decode()
+    assert not Dataset.objects.exists()
+    bad.seek(0)
+    saved = client.post("/datasets/", {"name": "faq", "file": bad, "skip_bad_rows": "on"},
+                        follow=True)  # fmt: skip
+    assert "Saved faq@1 (3 rows; 1 bad row(s) skipped)." in saved.content.decode()
+    assert 'href="/datasets/faq/1/"' in saved.content.decode()
+    evil = io.BytesIO(json.dumps({"question": "<img src=x onerror=alert(1)>"}).encode())
+    evil.name = "evil.jsonl"
+    client.post("/datasets/", {"name": "evil", "file": evil})
+    shown = client.get("/datasets/evil/1/").content.decode()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in shown and "<img src=x" not in shown
+    rows = client.get("/datasets/faq/1/").content.decode()
+    assert ROWS[0]["question"] in rows and "expected_facts" in rows
+    client.force_login(stakeholder)
+    assert client.get("/datasets/").status_code == 403
