@@ -37,7 +37,7 @@ from agents.models import RequestLog
 from agents.turns import Overloaded, send_turn, turn_start
 from agents.turns import db as turn_db
 from agents.turns.start import UNSET
-from evaluation import evaluators, mapping
+from evaluation import evaluators, mapping, runs
 from evaluation.models import RowStatus, Run, RunKind, RunRow, RunStatus
 from feedback.services import evaluator_rating_create
 from reviewapp import pg_loop
@@ -94,6 +94,10 @@ async def _lane(run_id: int, width: int) -> bool:
         lambda: Run.objects.select_related("created_by").filter(pk=run_id).first()
     )
     if run is None or run.status != RunStatus.RUNNING:
+        return False
+    if run.created_by is None:  # its rows were its creator's turns
+        logger.warning("run %s: its creator was deleted; it is cancelled", run.name)
+        await turn_db.run_db(lambda: runs.run_cancel(run))
         return False
     claim = uuid.uuid4()
     deadline = time.monotonic() + settings.RUN_LANE_SECONDS

@@ -89,14 +89,15 @@ class Run(models.Model):
 
     name = models.CharField(max_length=100, unique=True, validators=[RUN_NAME])
     kind = models.CharField(max_length=16, choices=RunKind.choices)
+    # A deployment's runs go with it, as its turns do; an evaluation run with its base run.
     deployment = models.ForeignKey(
-        "agents.Deployment", null=True, on_delete=models.PROTECT, related_name="runs"
+        "agents.Deployment", null=True, on_delete=models.CASCADE, related_name="runs"
     )
     dataset_version = models.ForeignKey(
         DatasetVersion, on_delete=models.PROTECT, related_name="runs"
     )
     base_run = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="evaluations"
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="evaluations"
     )
     column_mapping = models.JSONField(default=dict)
     evaluators = models.JSONField(default=list, help_text="The checked evaluator specs.")
@@ -105,7 +106,11 @@ class Run(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     row_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Whose turns its rows are; a run whose creator was deleted sends no more.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.utils import timezone
 
+from agents import services as agent_services
 from agents.models import RequestLog
 from agents.traces import normalize_trace
 from evaluation import lanes, mapping, runs
@@ -149,3 +150,21 @@ def test_a_lane_takes_back_a_dead_workers_rows_and_sends_each_once(demo_agent, r
     assert rows[0].turn_id == saved.pk  # the dead worker's turn, not a second one
     assert RequestLog.objects.count() == 3
     assert [r.attempts for r in rows] == [2, 2, 1]
+
+
+@pytest.mark.django_db(transaction=True)  # the lane's steps run in threads of their own
+def test_deleting_a_deployment_or_a_runs_creator_is_not_blocked(deployment_factory, reviewer,
+                                                                 admin_user):  # fmt: skip
+    deployment_factory(display_name="rag")
+    upload_questions()
+    spec = {"deployment": "rag", "data": "faq", "column_mapping": {"message": "${data.question}"}}
+    mine = runs.run_create(user=reviewer, spec={**spec, "name": "mine"})
+    theirs = runs.run_create(user=admin_user, spec={**spec, "name": "theirs"})
+    reviewer.delete()
+    mine.refresh_from_db()
+    assert mine.created_by is None
+    assert lanes.lane_run(mine.pk, 4) is False  # nobody to send its rows as: cancelled
+    mine.refresh_from_db()
+    assert mine.status == RunStatus.CANCELLED
+    agent_services.deployment_delete(deployment=theirs.deployment)
+    assert not RunRow.objects.exists()
