@@ -140,7 +140,11 @@ async def invocations(request: Request) -> Response:
     endpoint = request.path_params["name"]
     await state.serving_delay()
     schema = schema_for_endpoint(endpoint)
-    chat = parse_turn_request(parse_json_object(await request.body()), schema)
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        return _hung_up(request, "a caller")  # a killed batch-run worker, a client's timeout
+    chat = parse_turn_request(parse_json_object(body), schema)
     request_id = _request_id(request)
     if chat.simulate.delay_ms > 0:
         await asyncio.sleep(chat.simulate.delay_ms / 1000)
@@ -172,6 +176,16 @@ async def invocations(request: Request) -> Response:
     return JSONResponse(reply, headers={"x-request-id": request_id})
 
 
+def _hung_up(request: Request, who: str) -> Response:
+    """A caller gone before its body arrived: a line in the log, not a traceback."""
+    print(
+        f"demo agent: {who} hung up before its body arrived ({request.url.path})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return Response(status_code=400)
+
+
 async def feedback_invocations(request: Request) -> Response:
     state = _state(request)
     await state.serving_delay()
@@ -187,12 +201,7 @@ async def feedback_invocations(request: Request) -> Response:
     except ClientDisconnect:
         # The sink's caller gave up mid-body (its timeout, a killed worker): nothing was
         # received, so nothing is logged; it sends the record again. Not the agent's error.
-        print(
-            f"demo agent: a feedback caller hung up before its body arrived ({request.url.path})",
-            file=sys.stderr,
-            flush=True,
-        )
-        return Response(status_code=400)
+        return _hung_up(request, "a feedback caller")
     records = parse_feedback_records(parse_json_object(body))
     idempotency_key = request.headers.get("idempotency-key")
     await state.feedback_log.append(request.path_params["name"], records, idempotency_key)

@@ -103,7 +103,7 @@ async def _lane(run_id: int, width: int) -> bool:
     deadline = time.monotonic() + settings.RUN_LANE_SECONDS
     beat_every = settings.RUN_LEASE_SECONDS / 3
     next_beat = time.monotonic() + beat_every
-    in_flight: set[asyncio.Task] = set()
+    in_flight: dict[asyncio.Task, RunRow] = {}
     # Rows claimed ahead (half a lane), so a row that ends makes room for the next at once,
     # without waiting for a claim's commit.
     queue: deque[RunRow] = deque()
@@ -111,7 +111,7 @@ async def _lane(run_id: int, width: int) -> bool:
     state, stopping = Claimed(), False
     while True:
         while queue and len(in_flight) < width and not stopping:  # before any wait
-            in_flight.add(asyncio.create_task(_work(run, queue.popleft(), claim)))
+            _start(run, queue.popleft(), claim, in_flight)
         wanted = 0 if stopping else width + width // 2 - len(in_flight) - len(queue)
         if answered or wanted >= max(1, width // 4) or not (in_flight or queue):
             # The rows answered meanwhile are marked done, and more claimed, in one commit.
@@ -123,7 +123,7 @@ async def _lane(run_id: int, width: int) -> bool:
             await turn_db.run_db(_release, [row.pk for row in queue], claim)
             queue.clear()
         while queue and len(in_flight) < width:
-            in_flight.add(asyncio.create_task(_work(run, queue.popleft(), claim)))
+            _start(run, queue.popleft(), claim, in_flight)
         if not in_flight:
             if stopping:
                 return state.running  # hand over, unless the run was cancelled
@@ -137,14 +137,20 @@ async def _lane(run_id: int, width: int) -> bool:
             in_flight, timeout=beat_every, return_when=asyncio.FIRST_COMPLETED
         )
         for task in done:
-            in_flight.discard(task)
-            if task.exception() is not None:
-                logger.error("run %s: a row failed", run_id, exc_info=task.exception())
+            row = in_flight.pop(task)
+            if task.exception() is not None:  # a bug, not the agent: the row ends with it
+                logger.error("run %s row %s failed", run_id, row.position,
+                             exc_info=task.exception())  # fmt: skip
+                answered.append(Answered(row.pk, None, f"Internal error: {task.exception()!r}"))
             elif task.result() is not None:
                 answered.append(task.result())
         next_beat = await _beat_if_due(run_id, claim, next_beat, beat_every)
         if time.monotonic() > deadline:
             stopping = True
+
+
+def _start(run: Run, row: RunRow, claim: uuid.UUID, in_flight: dict) -> None:
+    in_flight[asyncio.create_task(_work(run, row, claim))] = row
 
 
 async def _beat_if_due(run_id: int, claim: uuid.UUID, next_beat: float, every: float) -> float:

@@ -35,7 +35,10 @@ def run_dict(run: Run, *, with_metrics: bool = True) -> dict:
 
 
 class RunListApi(APIView):
-    @extend_schema(responses={200: OpenApiResponse(description="[{name, kind, status, ...}]")})
+    @extend_schema(
+        operation_id="api_v1_runs_list",
+        responses={200: OpenApiResponse(description="[{name, kind, status, ...}]")},
+    )
     def get(self, request: Request) -> Response:
         out = []
         for run in run_selectors.run_list(request.user):

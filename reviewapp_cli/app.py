@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
 from reviewapp_cli import gates, manifest_commands, show
 from reviewapp_cli.client import ApiError, Client
@@ -25,6 +24,7 @@ from reviewapp_cli.common import (
     api_failed,
     client_for,
     fail,
+    read_yaml,
 )
 from reviewapp_cli.yaml_lines import line_of
 
@@ -105,13 +105,7 @@ def run_create(
     """Create a run from a run file; with a gate, wait for it and exit 1 if the gate fails."""
     checked_gates = _gates(fail_if)
     client = client_for(url, token)
-    try:
-        text = file.read_text()
-        spec = yaml.safe_load(text)
-    except OSError as exc:
-        fail(f"{file}: {exc.strerror}", EXIT_INPUT)
-    except yaml.YAMLError as exc:
-        fail(f"{file}: not YAML: {exc}", EXIT_INPUT)
+    text, spec = read_yaml(file)
     if not isinstance(spec, dict):
         fail(f"{file}: a run file is a mapping (deployment:, data:, column_mapping: ...)",
               EXIT_INPUT)  # fmt: skip
@@ -195,10 +189,7 @@ def run_stream(
 def run_show_metrics(name: str, json: Json = False, url: Url = None, token: Token = None) -> None:
     """A run's metrics (means of its evaluators, or a batch's error rate and latency)."""
     run = _get(client_for(url, token), f"/runs/{name}/")
-    if json:
-        show.as_json(run)
-    else:
-        show.console.print(show.metrics_table(run))
+    show.table_or_json(run, json, show.metrics_table)
 
 
 @run_app.command("show-details")
@@ -217,21 +208,13 @@ def run_show_details(
         page = _get(client, f"/runs/{name}/rows/", after=after)
         rows += page["rows"]
         after = page["next_after"]
-    rows = rows[:limit]
-    if json:
-        show.as_json(rows)
-    else:
-        show.console.print(show.rows_table(rows, run["evaluators"]))
+    show.table_or_json(rows[:limit], json, lambda r: show.rows_table(r, run["evaluators"]))
 
 
 @run_app.command("list")
 def run_list(json: Json = False, url: Url = None, token: Token = None) -> None:
     """Runs, newest first."""
-    runs = _get(client_for(url, token), "/runs/")
-    if json:
-        show.as_json(runs)
-    else:
-        show.console.print(show.runs_table(runs))
+    show.table_or_json(_get(client_for(url, token), "/runs/"), json, show.runs_table)
 
 
 @run_app.command("compare")

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from reviewapp_cli import show
 from reviewapp_cli.client import ApiError, Client
@@ -63,3 +64,14 @@ def api_failed(exc: ApiError, *, file: Path | None = None, text: str = ""):
         for problem in exc.body["problems"]:
             show.errors.print(f"  line {problem['line']}: {problem['error']}", highlight=False)
     raise typer.Exit(EXIT_INPUT)
+
+
+def read_yaml(file: Path) -> tuple[str, object]:
+    """The file's text (for error lines) and its YAML; exits 2 when it cannot be read."""
+    try:
+        text = file.read_text()
+        return text, yaml.safe_load(text)
+    except OSError as exc:
+        fail(f"{file}: {exc.strerror}", EXIT_INPUT)
+    except yaml.YAMLError as exc:
+        fail(f"{file}: not YAML: {exc}", EXIT_INPUT)

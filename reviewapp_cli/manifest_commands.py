@@ -12,7 +12,15 @@ import yaml
 
 from reviewapp_cli import show
 from reviewapp_cli.client import ApiError
-from reviewapp_cli.common import EXIT_INPUT, Token, Url, api_failed, client_for, fail
+from reviewapp_cli.common import (
+    EXIT_INPUT,
+    Token,
+    Url,
+    api_failed,
+    client_for,
+    fail,
+    read_yaml,
+)
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
 # `${STAGING_URL}` in a text of the manifest is that environment variable's value (so one file
@@ -62,13 +70,7 @@ def apply(
 ) -> None:
     """Create and update what the manifest names, all or nothing."""
     client = client_for(url, token)
-    try:
-        text = file.read_text()
-        manifest = yaml.safe_load(text)
-    except OSError as exc:
-        fail(f"{file}: {exc.strerror}", EXIT_INPUT)
-    except yaml.YAMLError as exc:
-        fail(f"{file}: not YAML: {exc}", EXIT_INPUT)
+    text, manifest = read_yaml(file)
     try:
         manifest = expand_environment(manifest)
     except KeyError as exc:

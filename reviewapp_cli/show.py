@@ -19,6 +19,14 @@ def as_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def table_or_json(data: Any, as_json_wanted: bool, table) -> None:
+    """`data` as JSON for scripts, else as the table `table(data)` makes."""
+    if as_json_wanted:
+        as_json(data)
+    else:
+        console.print(table(data))
+
+
 def _number(value: Any) -> str:
     if value is None:
         return "-"

@@ -133,13 +133,16 @@ def test_the_feedback_log_can_be_cleared(demo_agent):
     assert demo_agent.feedback_log.read_text() == ""
 
 
-def test_a_caller_that_hangs_up_mid_body_logs_nothing_and_no_traceback(demo_agent):
-    """A sink post cut by its timeout or a killed worker is not the agent's error."""
+@pytest.mark.parametrize("route", ["feedback", "invocations"])
+def test_a_caller_that_hangs_up_mid_body_logs_nothing_and_no_traceback(demo_agent, route):
+    """A sink post or a chat turn cut by its timeout or a killed worker (a batch run's) is not
+    the agent's error."""
     import socket
     import time
     from urllib.parse import urlsplit
 
-    url = urlsplit(demo_agent.feedback_url("hang-up"))
+    wanted = demo_agent.feedback_url if route == "feedback" else demo_agent.invocations_url
+    url = urlsplit(wanted("hang-up"))
     auth = "".join(f"{k}: {v}\r\n" for k, v in demo_agent.auth_headers().items())
     with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
         sock.sendall(
@@ -150,5 +153,5 @@ def test_a_caller_that_hangs_up_mid_body_logs_nothing_and_no_traceback(demo_agen
         time.sleep(0.3)  # the agent is now waiting for the rest of the body
     time.sleep(0.5)
     assert demo_agent.records("hang-up") == []
-    assert "hung up before its body arrived" in demo_agent.stderr()
+    assert f"hung up before its body arrived ({url.path})" in demo_agent.stderr()
     assert "Traceback" not in demo_agent.stderr()
