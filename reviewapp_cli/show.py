@@ -102,14 +102,14 @@ def follow(read_run, name: str) -> dict:
     """Show the run's progress until it ends (rows done, errors, ETA); its last state."""
     run = read_run(name)
     if not console.is_terminal:
-        last = 0.0
+        last, started, done_at_start = 0.0, time.monotonic(), run["rows"]["done"]
         while run["status"] == "running":
             if time.monotonic() - last >= PLAIN_EVERY_S:
-                _plain(run)
+                _plain(run, eta(run, time.monotonic() - started, done_at_start))
                 last = time.monotonic()
             time.sleep(POLL_S)
             run = read_run(name)
-        _plain(run)
+        _plain(run, "")
         return run
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("errors {task.fields[errors]}"), TimeRemainingColumn())  # fmt: skip
@@ -125,7 +125,18 @@ def follow(read_run, name: str) -> dict:
     return run
 
 
-def _plain(run: dict) -> None:
+def eta(run: dict, elapsed_s: float, done_at_start: int) -> str:
+    """The time left at the rate seen since following began, as text ("" before a rate)."""
+    rows, done_since = run["rows"], run["rows"]["done"] - done_at_start
+    if done_since <= 0 or elapsed_s <= 0:
+        return ""
+    left_s = (rows["total"] - rows["done"]) / (done_since / elapsed_s)
+    minutes, seconds = divmod(round(left_s), 60)
+    return f", ETA {minutes}:{seconds:02d}"
+
+
+def _plain(run: dict, eta_text: str) -> None:
     rows = run["rows"]
-    console.print(f"{run['name']}: {run['status']}, {rows['done']}/{rows['total']} rows, "
-                  f"{rows['errors']} error(s), {rows['in_flight']} in flight")  # fmt: skip
+    done = f"{rows['done']}/{rows['total']} rows"
+    console.print(f"{run['name']}: {run['status']}, {done}, {rows['errors']} error(s), "
+                  f"{rows['in_flight']} in flight{eta_text}")  # fmt: skip

@@ -19,10 +19,14 @@ QUESTIONS = [
 ]
 
 
+TRACING_DOC = "https://mlflow.org/docs/latest/genai/tracing/"  # in the demo agent's corpus
+
+
 def upload_questions(name: str = "faq", rows: list[dict] | None = None, user=None):
     if rows is None:
         rows = [
-            {"question": q, "expected_facts": facts, "expected_response": facts[0]}
+            {"question": q, "expected_facts": facts, "expected_response": facts[0],
+             "expected_retrieved_context": [TRACING_DOC]}
             for q, facts in QUESTIONS
         ]
     body = "\n".join(json.dumps(row) for row in rows).encode()

@@ -5,6 +5,7 @@ killed mid-run with each row answered exactly once; an evaluation run with a bui
 and a judge deployment; show-metrics, compare, and the gates' exit codes."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -116,6 +117,8 @@ def test_the_cli_runs_batches_and_evaluations_and_gates_ci(
     out, err = made.communicate(timeout=180)
     assert made.returncode == 0, out + err
     assert "questions.jsonl → questions@1 (50 rows)" in out and "b1: completed" in out
+    # No terminal: a progress line every 5 s, with the time left once rows get done.
+    assert re.search(r"b1: running, \d+/50 rows, 0 error\(s\), \d+ in flight, ETA \d+:\d\d", out)
 
     run = Run.objects.get(name="b1")
     assert run.status == RunStatus.COMPLETED

@@ -64,6 +64,9 @@ def test_the_pages_show_runs_rows_scores_and_comparisons(client, admin_user, eva
     assert f'href="/requests/{row.turn.databricks_request_id}/"' in page  # answer and trace
     assert row.scores["judged"]["rationale"] in page
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)" in page
+    # The evaluators' scores sit beside reviewers' ratings, badged with their source type.
+    assessments = client.get("/assessments/").content.decode()
+    assert "run:e1/judged" in assessments and ">LLM_JUDGE</span>" in assessments
     compared = client.get("/runs/e1/compare/?other=e2").content.decode()
     assert "judged" in compared and "contains" in compared
     assert client.get("/runs/e1/compare/?other=nope").status_code == 404

@@ -4,6 +4,8 @@ answer (built-ins and the demo agent playing a judge), scores become ratings of 
 LLM_JUDGE, and a run file that cannot run is refused field by field with nothing saved."""
 
 import asyncio
+import threading
+import time
 import uuid
 
 import pytest
@@ -17,6 +19,7 @@ from evaluation.models import RowStatus, RunRow, RunStatus
 from feedback.models import Rating
 from tests.evaluation.runs_support import (
     QUESTIONS,
+    TRACING_DOC,
     demo_agent_deployment,
     upload_questions,
     wait_for_end,
@@ -73,6 +76,9 @@ def test_a_batch_run_then_an_evaluation_run(celery_worker_on_redis, demo_agent, 
                 "expected_facts",
                 "errors",
                 "tokens",
+                "exact_match",
+                "latency",
+                {"name": "found", "type": "retrieval_hit_rate"},
                 {
                     "name": "judged",
                     "deployment": "judge",
@@ -101,6 +107,11 @@ def test_a_batch_run_then_an_evaluation_run(celery_worker_on_redis, demo_agent, 
         assert (
             scores["tokens"]["value"] == normalize_trace(row.turn.trace).token_usage["total_tokens"]
         )
+        assert scores["exact_match"] == {"value": row.turn.response.lower() == fact}
+        assert scores["latency"] == {"value": row.turn.execution_time_ms}
+        retrieved = {d.doc_uri for s in normalize_trace(row.turn.trace).iter_spans()
+                     for d in s.documents or []}  # fmt: skip
+        assert scores["found"]["value"] == (1.0 if TRACING_DOC in retrieved else 0.0)
         assert (
             0 <= scores["judged"]["value"] <= 1
             and "expected terms" in scores["judged"]["rationale"]
@@ -116,7 +127,7 @@ def test_a_batch_run_then_an_evaluation_run(celery_worker_on_redis, demo_agent, 
     }  # fmt: skip
     # Scores are ratings of the answers, of the evaluator's source, beside reviewers' ones.
     ratings = Rating.objects.filter(request__in=[r.turn for r in rows], reviewer=None)
-    assert ratings.filter(source_type="CODE").count() == 4 * 6
+    assert ratings.filter(source_type="CODE").count() == 7 * 6
     assert ratings.filter(source_type="LLM_JUDGE").count() == 6  # the confused judge: none
     assert ratings.filter(source_id="run:nightly-1-eval/judged").count() == 6
     # The judge's turns are logged too, on the judge's deployment: two judges, six rows.
@@ -168,3 +179,36 @@ def test_deleting_a_deployment_or_a_runs_creator_is_not_blocked(deployment_facto
     assert mine.status == RunStatus.CANCELLED
     agent_services.deployment_delete(deployment=theirs.deployment)
     assert not RunRow.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the lane's steps run in threads of their own
+def test_a_cancelled_run_resumes_with_only_the_rows_not_answered(demo_agent, api_client,
+                                                                  reviewer):  # fmt: skip
+    demo_agent_deployment(demo_agent, name="rag")
+    upload_questions()
+    demo_agent.configure(latency_ms=300)
+    run = runs.run_create(user=reviewer, spec={
+        "name": "r", "deployment": "rag", "data": "faq", "concurrency": 1,
+        "column_mapping": {"message": "${data.question}"}})  # fmt: skip
+    lane = threading.Thread(target=lanes.lane_run, args=(run.pk, 1))
+    lane.start()
+    deadline = time.monotonic() + 20
+    while not RunRow.objects.filter(run=run, status=RowStatus.DONE).exists():
+        assert time.monotonic() < deadline, "no row was answered"
+        time.sleep(0.05)
+    api_client.force_authenticate(reviewer)
+    assert api_client.post("/api/v1/runs/r/cancel/").json()["status"] == "cancelled"
+    lane.join(timeout=20)
+    answered = dict(RunRow.objects.filter(run=run, status=RowStatus.DONE).values_list(
+        "position", "turn_id"))  # fmt: skip
+    assert 1 <= len(answered) < 6
+    resumed = api_client.post("/api/v1/runs/r/resume/").json()
+    assert resumed["resumed_rows"] == 6 - len(answered) and resumed["status"] == "running"
+    assert lanes.lane_run(run.pk, 1) is False
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    after = dict(RunRow.objects.filter(run=run).values_list("position", "turn_id"))
+    assert {p: after[p] for p in answered} == answered  # answered rows were not sent again
+    assert RequestLog.objects.count() == 6
+    nothing = api_client.post("/api/v1/runs/r/resume/").json()
+    assert nothing["resumed_rows"] == 0 and nothing["status"] == "completed"

@@ -208,3 +208,26 @@ def test_label_schemas_of_every_shape_reach_the_trace(server_turn, reviewer, mlf
     assert facts.expectation.value == ["Spans nest", "Each step is a span"]
     assert facts.feedback is None and facts.source.source_id == reviewer.email
     assert set(delivery.sink_state["assessment_ids"]) == {"q:issues", "q:score", "e:facts"}
+
+
+def test_an_evaluators_score_reaches_the_trace_with_its_source_type(server_turn, mlflow_server):
+    """An evaluation run's scores are delivered like ratings: a judge's as LLM_JUDGE, a code
+    evaluator's as CODE, each with its value and rationale."""
+    trace_id = server_turn.trace["info"]["trace_id"]
+    why = "3 of 4 expected terms are in the answer."
+    judged = services.evaluator_rating_create(
+        turn=server_turn, source_type="LLM_JUDGE", source_id="run:e1/judged", name="judged",
+        value=0.75, rationale=why,
+    )  # fmt: skip
+    coded = services.evaluator_rating_create(
+        turn=server_turn, source_type="CODE", source_id="run:e1/contains", name="contains",
+        value=True, rationale="",
+    )  # fmt: skip
+    assert deliver(judged).status == DeliveryStatus.SENT
+    assert deliver(coded).status == DeliveryStatus.SENT
+    assessments = mlflow_server.trace(trace_id).info.assessments
+    [judge] = by_name(assessments, "judged")
+    assert (judge.source.source_type, judge.source.source_id) == ("LLM_JUDGE", "run:e1/judged")
+    assert (judge.feedback.value, judge.rationale) == (0.75, why)
+    [code] = by_name(assessments, "contains")
+    assert (code.source.source_type, code.feedback.value) == ("CODE", True)
