@@ -25,8 +25,12 @@ TRACING_DOC = "https://mlflow.org/docs/latest/genai/tracing/"  # in the demo age
 def upload_questions(name: str = "faq", rows: list[dict] | None = None, user=None):
     if rows is None:
         rows = [
-            {"question": q, "expected_facts": facts, "expected_response": facts[0],
-             "expected_retrieved_context": [TRACING_DOC]}
+            {
+                "question": q,
+                "expected_facts": facts,
+                "expected_response": facts[0],
+                "expected_retrieved_context": [TRACING_DOC],
+            }
             for q, facts in QUESTIONS
         ]
     body = "\n".join(json.dumps(row) for row in rows).encode()
