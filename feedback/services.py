@@ -17,6 +17,7 @@ from django.utils import timezone
 from agents import access
 from agents import selectors as agent_selectors
 from agents.models import FeedbackSink, RequestLog
+from feedback.deadlocks import retried_on_deadlock
 from feedback.label_values import label_schemas_for
 from feedback.models import (
     Delivery,
@@ -119,6 +120,7 @@ def rating_clean(
     return text, cleaned_documents
 
 
+@retried_on_deadlock
 @transaction.atomic
 def rating_create(
     *,
