@@ -7,6 +7,7 @@ judge's of LLM_JUDGE (evaluation/lanes.py saves them as ratings, forwarded like 
 """
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,6 +105,10 @@ def retrieval_hit_rate(inputs: dict, ctx: RowContext) -> dict:
     if why := _needs(inputs, "expected_retrieved_context"):
         return {"skipped": why}
     expected = inputs["expected_retrieved_context"]
+    if isinstance(expected, str):
+        expected = [expected]  # one document, as a CSV cell gives it
+    if not isinstance(expected, list):
+        return {"error": "expected_retrieved_context is a list of doc_uris"}
     expected = [e.get("doc_uri") if isinstance(e, dict) else e for e in expected]
     trace = ctx.turn.trace if ctx.turn is not None else None
     if not trace:
@@ -168,7 +173,7 @@ def judge_result(answer: str) -> dict:
     except ValueError:
         parsed = None
     score = parsed.get("score") if isinstance(parsed, dict) else None
-    if not isinstance(score, int | float):
+    if not isinstance(score, int | float) or not math.isfinite(score):
         shown = text[:200] + ("…" if len(text) > 200 else "")
         return {"error": f"The judge did not answer {{score, rationale}}: {shown!r}"}
     rationale = parsed.get("rationale")
@@ -194,7 +199,7 @@ def check_evaluators(
         if unknown:
             raise ValidationError({field: f"unknown key(s): {', '.join(sorted(unknown))}"})
         kind = item.get("type") or (JUDGE if "deployment" in item else None)
-        if kind != JUDGE and kind not in BUILTINS:
+        if not isinstance(kind, str) or (kind != JUDGE and kind not in BUILTINS):
             names_list = ", ".join([*BUILTINS, "judge (with deployment)"])
             raise ValidationError({f"{field}.type": f"unknown evaluator {kind!r}: {names_list}"})
         name = item.get("name") or kind

@@ -2,6 +2,9 @@
 as JSON), list them, read one's progress and metrics, its rows, compare two, cancel, resume.
 A run file that cannot be run is a 400 whose errors are keyed by the file's field."""
 
+import math
+import re
+
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -84,7 +87,7 @@ class RunRowsApi(APIView):
 def _whole(text: str | None, default: int) -> int:
     if text is None or text == "":
         return default
-    if not text.isdigit():
+    if not re.fullmatch(r"[0-9]{1,9}", text):
         raise ValidationError("after and limit are whole numbers.")
     return int(text)
 
@@ -99,7 +102,9 @@ class RunCompareApi(APIView):
         try:
             tolerance = float(request.query_params.get("tolerance", 0))
         except ValueError:
-            return Response({"detail": "tolerance is a number (0.05: 5 % worse)."}, 400)
+            tolerance = -1.0
+        if not (math.isfinite(tolerance) and tolerance >= 0):
+            return Response({"detail": "tolerance is a number from 0 (0.05: 5 % worse)."}, 400)
         return Response(run_selectors.run_compare(base, compared, tolerance=tolerance))
 
 

@@ -42,10 +42,15 @@ def run_counts(run: Run) -> dict[str, int]:
     if run.kind == RunKind.BATCH:
         errors = run.rows.filter(status=RowStatus.DONE).exclude(error="").count()
     else:
-        errors = sum(
-            1
-            for scores in run.rows.filter(status=RowStatus.DONE).values_list("scores", flat=True)
-            if any("error" in result for result in scores.values())
+        errors = (
+            sum(
+                1
+                for scores in run.rows.filter(status=RowStatus.DONE).values_list(
+                    "scores", flat=True
+                )
+                if any("error" in result for result in scores.values())
+            )
+            + run.rows.filter(status=RowStatus.DONE, scores={}).exclude(error="").count()
         )
     return {
         "total": run.row_count,
@@ -125,10 +130,14 @@ def row_dict(row: RunRow) -> dict[str, Any]:
     }
 
 
-def _delta(base: Metric, other: Metric, tolerance: float) -> dict[str, Any]:
-    if base.value is None or other.value is None:
-        return {"name": base.name, "base": base.value, "value": other.value, "delta": None,
-                "higher_is_better": base.higher_is_better, "regressed": False}  # fmt: skip
+def _delta(base: Metric, other: Metric | None, tolerance: float) -> dict[str, Any]:
+    value = other.value if other is not None else None
+    if base.value is None or value is None:
+        # Nothing measured now where the base measured something (every row an error, the
+        # metric gone) is a regression; nothing measured in the base is not.
+        return {"name": base.name, "base": base.value, "value": value, "delta": None,
+                "higher_is_better": base.higher_is_better,
+                "regressed": base.value is not None}  # fmt: skip
     delta = other.value - base.value
     worse = -delta if base.higher_is_better else delta
     return {
@@ -146,11 +155,7 @@ def run_compare(base: Run, other: Run, *, tolerance: float = 0.0) -> dict[str, A
     more than `tolerance` (a share of the base's value), and the rows whose answers or scores
     differ, by position."""
     mine = {metric.name: metric for metric in run_metrics(other)}
-    metrics = [
-        _delta(metric, mine[metric.name], tolerance)
-        for metric in run_metrics(base)
-        if metric.name in mine
-    ]
+    metrics = [_delta(metric, mine.get(metric.name), tolerance) for metric in run_metrics(base)]
     a_rows = {row.position: row for row in run_rows(base, limit=base.row_count or 1)}
     b_rows = {row.position: row for row in run_rows(other, limit=other.row_count or 1)}
     changed = []

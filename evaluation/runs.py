@@ -13,7 +13,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -58,6 +59,13 @@ def run_create(*, user: AbstractBaseUser, spec: dict) -> Run:
                         f"done); wait for it: reviewapp run stream {base.name}"}
             )  # fmt: skip
         base_turns = dict(base.rows.values_list("position", "turn_id"))
+    try:
+        return _saved(user, spec, checked, base_turns)
+    except IntegrityError:  # a run of that name was made meanwhile
+        raise ValidationError({"name": ["A run of this name exists; pick another name."]}) from None
+
+
+def _saved(user, spec, checked, base_turns) -> Run:
     with transaction.atomic():
         run = Run.objects.create(
             name=checked.name or _generated_name(checked),
@@ -93,7 +101,8 @@ def run_create(*, user: AbstractBaseUser, spec: dict) -> Run:
 
 def _generated_name(checked) -> str:
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    return f"{checked.dataset_version.dataset.name}-{checked.kind}-{stamp}-{secrets.token_hex(2)}"
+    dataset = checked.dataset_version.dataset.name[:60]  # the name stays within 100 characters
+    return f"{dataset}-{checked.kind}-{stamp}-{secrets.token_hex(2)}"
 
 
 def lane_widths(concurrency: int) -> list[int]:
@@ -125,9 +134,13 @@ def run_resume(run: Run) -> int:
     left = run.rows.exclude(status=RowStatus.DONE).count()
     if not left:
         return 0
-    Run.objects.filter(pk=run.pk).update(
+    stale = timezone.now() - timedelta(seconds=2 * settings.RUN_LEASE_SECONDS)
+    resumable = Q(status=RunStatus.CANCELLED) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
+    # One resume wins; a run whose lanes are alive is not given a second set of them.
+    if not Run.objects.filter(resumable, pk=run.pk).update(
         status=RunStatus.RUNNING, finished_at=None, heartbeat_at=timezone.now()
-    )
+    ):
+        raise ValidationError({"run": [f"{run.name} is running; its lanes are alive."]})
     run.refresh_from_db()
     transaction.on_commit(lambda: start_lanes(run))
     return left

@@ -2,6 +2,8 @@
 their scores and a link to each answer's trace), two runs compared, and "Review this run".
 Thin: parse, call evaluation's services and selectors, render."""
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -35,7 +37,7 @@ def _progress_context(run: Run) -> dict:
 def run_detail(request: HttpRequest, name: str) -> HttpResponse:
     run = runs.run_get(request.user, name)
     after = request.GET.get("after", "")
-    rows = run_selectors.run_rows(run, after=int(after) if after.isdigit() else 0)
+    rows = run_selectors.run_rows(run, after=_position(after))
     evaluators = [spec["name"] for spec in run.evaluators]
     context = {
         **_progress_context(run),
@@ -77,7 +79,11 @@ def run_cancel(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 def run_resume(request: HttpRequest, name: str) -> HttpResponse:
     run = runs.run_get(request.user, name)
-    left = runs.run_resume(run)
+    try:
+        left = runs.run_resume(run)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("evaluation:run_detail", name=run.name)
     messages.info(request, f"{left} row(s) of {run.name} to send." if left else
                   "Every row is answered: nothing to resume.")  # fmt: skip
     return redirect("evaluation:run_detail", name=run.name)
@@ -174,9 +180,7 @@ def dataset_version(request: HttpRequest, name: str, number: int) -> HttpRespons
     version = datasets.dataset_version(name, number)
     after = request.GET.get("after", "")
     rows = list(
-        version.rows.filter(position__gt=int(after) if after.isdigit() else 0).order_by("position")[
-            :DATASET_ROWS_PAGE
-        ]
+        version.rows.filter(position__gt=_position(after)).order_by("position")[:DATASET_ROWS_PAGE]
     )
     context = {
         "version": version,
@@ -184,3 +188,8 @@ def dataset_version(request: HttpRequest, name: str, number: int) -> HttpRespons
         "next_after": rows[-1].position if len(rows) == DATASET_ROWS_PAGE else None,
     }
     return render(request, "evaluation/dataset_version.html", context)
+
+
+def _position(text: str) -> int:
+    """A page's `?after=` position; anything but a plain whole number is the first page."""
+    return int(text) if re.fullmatch(r"[0-9]{1,9}", text) else 0

@@ -160,7 +160,9 @@ def _finish(client, name, checked_gates, regression_base, tolerance) -> None:
             api_failed(exc)
         show.console.print(show.compare_tables(compared)[0])
         failures += [
-            f"{m['name']} regressed from {m['base']:g} to {m['value']:g} (base {regression_base})"
+            f"{m['name']} regressed from {m['base']:g} to "
+            f"{'no value' if m['value'] is None else format(m['value'], 'g')} "
+            f"(base {regression_base})"
             for m in compared["metrics"]
             if m["regressed"]
         ]

@@ -212,3 +212,33 @@ def test_a_cancelled_run_resumes_with_only_the_rows_not_answered(demo_agent, api
     assert RequestLog.objects.count() == 6
     nothing = api_client.post("/api/v1/runs/r/resume/").json()
     assert nothing["resumed_rows"] == 0 and nothing["status"] == "completed"
+
+
+@pytest.mark.django_db
+def test_bad_requests_about_runs_are_refused_and_nothing_regresses_silently(
+    api_client, deployment_factory, reviewer
+):
+    deployment_factory(display_name="rag")
+    upload_questions()
+    api_client.force_authenticate(reviewer)
+    spec = {"name": "b", "deployment": "rag", "data": "faq",
+            "column_mapping": {"message": "${data.question}"}}  # fmt: skip
+    run = runs.run_create(user=reviewer, spec=spec)
+    # Its lanes are alive (fresh heartbeat): a resume would double them.
+    refused = api_client.post("/api/v1/runs/b/resume/")
+    assert refused.status_code == 400 and "its lanes are alive" in str(refused.json())
+    assert api_client.get("/api/v1/runs/b/rows/?after=²").status_code == 400
+    for tolerance in ("nan", "-0.1", "x"):
+        assert api_client.get(f"/api/v1/runs/b/compare/b/?tolerance={tolerance}").status_code == 400
+    bad_type = api_client.post("/api/v1/runs/", {"run": "b", "evaluators": [{"type": ["x"]}]},
+                               format="json")  # fmt: skip
+    assert bad_type.status_code == 400 and "evaluators[0].type" in bad_type.json()
+    # A metric the base measured and this run could not (every row an error) is a regression.
+    RunRow.objects.filter(run=run).update(status=RowStatus.DONE, error="")
+    other = runs.run_create(user=reviewer, spec={**spec, "name": "c"})
+    RunRow.objects.filter(run=other).update(status=RowStatus.DONE, error="The agent failed.")
+    from evaluation import run_selectors
+
+    compared = {m["name"]: m for m in run_selectors.run_compare(run, other)["metrics"]}
+    assert compared["error_rate"]["regressed"] is True  # 0 → 1
+    assert compared["latency_p50_ms"]["regressed"] is False  # neither run measured it
