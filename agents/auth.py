@@ -5,9 +5,10 @@ holds their names. Error messages name what to set and never include a secret.
 """
 
 import os
-import threading
 
-from agents.models import AuthKind, Deployment
+from agents import databricks_auth
+from agents.models import AuthKind, Deployment, EndpointKind
+from agents.models.deployment import PAT_REFUSED
 
 
 class AgentAuthError(Exception):
@@ -15,6 +16,8 @@ class AgentAuthError(Exception):
 
 
 def auth_headers(deployment: Deployment) -> dict[str, str]:
+    """May call the workspace (an OAuth token's refresh): callers on an event loop run it in a
+    thread (agents.turns.call._headers)."""
     if deployment.auth_kind == AuthKind.ENV_TOKEN:
         token = os.environ.get(deployment.auth_env_var, "")
         if not token:
@@ -22,35 +25,23 @@ def auth_headers(deployment: Deployment) -> dict[str, str]:
                 f"The environment variable {deployment.auth_env_var} is not set on the server."
             )
         return {"Authorization": f"Bearer {token}"}
-    if deployment.auth_kind == AuthKind.DATABRICKS:
-        return _databricks_headers(deployment.databricks_profile)
+    try:
+        if deployment.auth_kind == AuthKind.DATABRICKS:
+            return databricks_auth.profile_headers(
+                deployment.databricks_profile,
+                refuse_pat=deployment.endpoint_kind == EndpointKind.AGENT_RUNTIME,
+            )
+        if deployment.auth_kind == AuthKind.DATABRICKS_M2M:
+            return databricks_auth.service_principal_headers(
+                deployment.databricks_host, deployment.oauth_client_id, deployment.auth_env_var
+            )
+    except databricks_auth.PersonalAccessToken as exc:
+        raise AgentAuthError(f"{exc}. {PAT_REFUSED}") from None
+    except databricks_auth.DatabricksAuthError as exc:
+        raise AgentAuthError(str(exc)) from None
     return {}
 
 
-# One databricks-sdk Config per profile: building one probes the host's metadata over HTTP, and
-# a Config refreshes OAuth tokens itself, so it is made once and reused by every call.
-_databricks_configs: dict[str, object] = {}
-_databricks_configs_lock = threading.Lock()
-SDK_TIMEOUT_S = 20
-
-
-def _databricks_headers(profile: str) -> dict[str, str]:
-    # Imported here: the SDK is only needed for deployments that use it.
-    from databricks.sdk.core import Config
-
-    try:
-        with _databricks_configs_lock:
-            config = _databricks_configs.get(profile)
-            if config is None:
-                config = Config(
-                    profile=profile or None,
-                    retry_timeout_seconds=SDK_TIMEOUT_S,
-                    http_timeout_seconds=SDK_TIMEOUT_S,
-                )
-                _databricks_configs[profile] = config
-        return dict(config.authenticate())
-    except Exception as exc:  # the SDK raises ValueError and its own error types
-        where = f"profile {profile!r}" if profile else "the DATABRICKS_* environment"
-        raise AgentAuthError(
-            f"databricks-sdk could not authenticate with {where}: {type(exc).__name__}"
-        ) from None
+def needs_a_thread(deployment: Deployment) -> bool:
+    """Whether auth_headers may make an HTTP call (databricks-sdk fetching or refreshing)."""
+    return deployment.auth_kind in (AuthKind.DATABRICKS, AuthKind.DATABRICKS_M2M)

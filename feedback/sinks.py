@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from agents.auth import AgentAuthError, auth_headers
+from agents.auth import AgentAuthError, auth_headers, needs_a_thread
 from agents.models import AuthKind, Deployment, RequestLog
 from feedback import transport
 from feedback.label_values import DEFAULT_SCHEMA, THUMBS_VALUES
@@ -74,7 +74,7 @@ def _headers(deployment: Deployment, idempotency_key: str) -> dict[str, str] | O
     except AgentAuthError as exc:
         # A variable that is not set needs an admin; databricks-sdk may fail for a while (its
         # host or token refresh unreachable) and work again.
-        kind = "retry" if deployment.auth_kind == AuthKind.DATABRICKS else "failed"
+        kind = "retry" if needs_a_thread(deployment) else "failed"
         return Outcome(kind, None, f"No usable credentials for the sink: {exc}")
 
 

@@ -77,6 +77,16 @@ class RequestLog(models.Model):
     schema_version = models.CharField(max_length=16, default="1")
     custom_inputs = models.JSONField(default=dict)
     custom_outputs = models.JSONField(null=True)
+    # A turn the agent answers in the background (Agent Runtime, LongRunningAgentServer): its run
+    # id, kept from the moment the agent accepts it, so the answer is read back by it even after
+    # the page is closed or this app restarts (agents/background/).
+    agent_run_id = models.CharField(max_length=128, blank=True)
+    agent_run_state = models.CharField(
+        max_length=8,
+        choices=[("", "No background run"), ("running", "Running"), ("finished", "Finished")],
+        blank=True,
+        default="",
+    )
     error = models.TextField(blank=True, help_text="Why the turn failed, in words; empty if not.")
     error_detail = models.TextField(blank=True, help_text="Status and body excerpt, for experts.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -90,6 +100,12 @@ class RequestLog(models.Model):
             models.Index(fields=["created_at", "id"], name="requestlog_time_id"),
             models.Index(fields=["deployment", "created_at", "id"], name="requestlog_dep_time_id"),
             models.Index(fields=["conversation", "created_at"]),
+            # The sweep's question: which background runs have not been read back yet?
+            models.Index(
+                fields=["created_at"],
+                name="requestlog_running_runs",
+                condition=models.Q(agent_run_state="running"),
+            ),
         ]
 
     def __str__(self) -> str:

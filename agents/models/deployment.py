@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
+from agents import databricks_auth
 from agents import validators as v
 
 
@@ -24,6 +25,21 @@ class EndpointKind(models.TextChoices):
     DATABRICKS = "databricks", "Databricks Model Serving (trace in databricks_output)"
     MLFLOW_AGENT_SERVER = "mlflow_agent_server", "MLflow AgentServer (trace read from MLflow)"
     OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible chat endpoint (no trace)"
+    AGENT_RUNTIME = "agent_runtime", "Databricks Agent Runtime app (/api/invocations)"
+    MLFLOW_LONG_RUNNING = (
+        "mlflow_long_running",
+        "MLflow LongRunningAgentServer (/responses with background runs)",
+    )
+
+
+# The kinds that can answer in the background: the run has an id the app keeps with the turn,
+# and reads the answer back by it (agents/runs/).
+BACKGROUND_KINDS = frozenset({EndpointKind.AGENT_RUNTIME, EndpointKind.MLFLOW_LONG_RUNNING})
+# The path each of them is asked at, appended to a bare app or server URL.
+INVOCATION_PATH = {
+    EndpointKind.AGENT_RUNTIME: "/api/invocations",
+    EndpointKind.MLFLOW_LONG_RUNNING: "/responses",
+}
 
 
 class FeedbackSink(models.TextChoices):
@@ -46,6 +62,10 @@ DEFAULT_SINK_OF_KIND = {
     "databricks": FeedbackSink.DATABRICKS,
     "mlflow_agent_server": FeedbackSink.MLFLOW,
     "openai_compatible": FeedbackSink.NONE,
+    # Agent Runtime and LongRunningAgentServer traces live on an MLflow tracking server, when
+    # one is named (effective_feedback_sink); without one, ratings stay here.
+    "agent_runtime": FeedbackSink.MLFLOW,
+    "mlflow_long_running": FeedbackSink.MLFLOW,
 }
 
 
@@ -53,6 +73,22 @@ class AuthKind(models.TextChoices):
     NONE = "none", "No authentication"
     ENV_TOKEN = "env_token", "Bearer token read from an environment variable"
     DATABRICKS = "databricks", "databricks-sdk unified auth (profile or DATABRICKS_* environment)"
+    DATABRICKS_M2M = (
+        "databricks_m2m",
+        "Databricks OAuth for a service principal (client id, secret in an environment variable)",
+    )
+
+
+# Databricks Apps take only OAuth tokens: a personal access token is refused at their door
+# (README "Databricks Agent Runtime"), so an app deployment may not be saved with one.
+PAT_REFUSED = (
+    "Databricks Apps accept only OAuth tokens; a personal access token is refused by the app. "
+    "Use Databricks OAuth: a service principal's client id and secret, or a profile signed in "
+    "with `databricks auth login`."
+)
+
+
+SECRET_IN_ENV = frozenset({AuthKind.ENV_TOKEN, AuthKind.DATABRICKS_M2M})
 
 
 class Health(models.TextChoices):
@@ -141,8 +177,25 @@ class Deployment(models.Model):
         max_length=128,
         blank=True,
         validators=[v.validate_env_var_name],
-        help_text="Name of the environment variable that holds the bearer token. The token itself "
-        "is never stored here.",
+        help_text="Name of the environment variable that holds the bearer token (or, for Databricks "
+        "OAuth, the service principal's secret). The secret itself is never stored here.",
+    )
+    databricks_host = v.HttpUrlField(
+        max_length=2000,
+        blank=True,
+        help_text="Databricks OAuth for a service principal: the workspace URL that issues its "
+        "tokens (https://<workspace>.cloud.databricks.com).",
+    )
+    oauth_client_id = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="Databricks OAuth for a service principal: its client (application) id. Its "
+        "secret is read from the environment variable named above.",
+    )
+    background_runs = models.BooleanField(
+        default=True,
+        help_text="Agent Runtime and LongRunningAgentServer: ask for a background run, so an "
+        "answer still arrives after the page is closed or the app restarts.",
     )
     databricks_profile = models.CharField(
         max_length=128,
@@ -200,6 +253,8 @@ class Deployment(models.Model):
         """Where ratings go: the chosen sink, else the endpoint kind's default."""
         if self.feedback_sink != FEEDBACK_SINK_AUTO:
             return self.feedback_sink
+        if self.endpoint_kind in BACKGROUND_KINDS and not self.mlflow_tracking_uri:
+            return FeedbackSink.NONE
         return DEFAULT_SINK_OF_KIND.get(self.endpoint_kind, FeedbackSink.NONE)
 
     @property
@@ -242,6 +297,7 @@ class Deployment(models.Model):
 
     def clean(self) -> None:
         self._fill_derived_names()
+        self._fill_invocation_path()
         errors: dict[str, list[str]] = {}
         if self.endpoint_kind == EndpointKind.MLFLOW_AGENT_SERVER and not self.mlflow_tracking_uri:
             errors["mlflow_tracking_uri"] = [
@@ -253,11 +309,42 @@ class Deployment(models.Model):
             errors["feedback_endpoint"] = ["Give the MLflow tracking server's URL."]
         if self.auth_kind == AuthKind.ENV_TOKEN and not self.auth_env_var:
             errors["auth_env_var"] = ["Name the environment variable that holds the token."]
-        if self.auth_kind != AuthKind.ENV_TOKEN and self.auth_env_var:
-            errors["auth_env_var"] = ["Only used with a token from an environment variable."]
+        if self.auth_kind not in SECRET_IN_ENV and self.auth_env_var:
+            errors["auth_env_var"] = ["Only used with a token or a secret from the environment."]
+        errors.update(self._oauth_errors())
         errors.update(self._custom_inputs_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _oauth_errors(self) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        if self.auth_kind == AuthKind.DATABRICKS_M2M:
+            if not self.databricks_host:
+                errors["databricks_host"] = ["Give the workspace URL that issues the tokens."]
+            if not self.oauth_client_id:
+                errors["oauth_client_id"] = ["Give the service principal's client id."]
+            if not self.auth_env_var:
+                errors["auth_env_var"] = [
+                    "Name the environment variable that holds the service principal's secret."
+                ]
+        elif self.oauth_client_id:
+            errors["oauth_client_id"] = ["Only used with Databricks OAuth for a service principal."]
+        if self.endpoint_kind == EndpointKind.AGENT_RUNTIME:
+            if self.auth_kind == AuthKind.ENV_TOKEN:
+                errors["auth_kind"] = [PAT_REFUSED]
+            elif self.auth_kind == AuthKind.NONE:
+                errors["auth_kind"] = ["A Databricks App lets in only callers with an OAuth token."]
+            elif self.auth_kind == AuthKind.DATABRICKS and databricks_auth.profile_uses_pat(
+                self.databricks_profile
+            ):
+                errors["databricks_profile"] = [PAT_REFUSED]
+        return errors
+
+    def _fill_invocation_path(self) -> None:
+        """A bare app or server URL is asked at its kind's documented path."""
+        path = INVOCATION_PATH.get(self.endpoint_kind)
+        if path and self.query_endpoint and urlsplit(self.query_endpoint).path in ("", "/"):
+            self.query_endpoint = self.query_endpoint.rstrip("/") + path
 
     def _fill_derived_names(self) -> None:
         if not (self.model_name and self.model_version):

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 
-from agents.auth import AgentAuthError, auth_headers
+from agents.auth import AgentAuthError, auth_headers, needs_a_thread
 from agents.client import (
     AgentCallError,
     NotAStream,
@@ -26,7 +26,7 @@ from agents.client import (
     post_json,
     turn_ended,
 )
-from agents.models import AgentSchema, AuthKind, Deployment, EndpointKind, RequestLog
+from agents.models import AgentSchema, Deployment, EndpointKind, RequestLog
 from agents.schemas import (
     AgentReply,
     AgentReplyError,
@@ -46,6 +46,8 @@ TASK_LOOKUP_TIMEOUT_S = 5.0
 TASK_LOOKUP_RETRY_S = 600.0  # an endpoint whose task could not be read is asked again after this
 KEY_POLL_S = 0.25
 STOPPED = "Stopped before the answer was complete."
+# MLflow's agent servers return the trace id when asked (protocol.md §1.6).
+TRACE_ID_KINDS = (EndpointKind.MLFLOW_AGENT_SERVER, EndpointKind.MLFLOW_LONG_RUNNING)
 _task_lookup_failed_at: dict[int, float] = {}
 
 
@@ -211,12 +213,12 @@ async def _wait_for_first_send(started: StartedTurn) -> RequestLog:
 
 
 async def _headers(deployment: Deployment) -> dict[str, str]:
-    if deployment.auth_kind == AuthKind.DATABRICKS:
+    if needs_a_thread(deployment):
         # databricks-sdk may refresh an OAuth token over HTTP: a thread, not the event loop.
         headers = await sync_to_async(auth_headers, thread_sensitive=False)(deployment)
     else:
         headers = auth_headers(deployment)
-    if deployment.endpoint_kind == EndpointKind.MLFLOW_AGENT_SERVER:
+    if deployment.endpoint_kind in TRACE_ID_KINDS:
         headers["x-mlflow-return-trace-id"] = "true"  # protocol.md §1.6
     return headers
 

@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agents import auth
+from agents import auth, databricks_auth  # noqa: F401
 from agents.auth import AgentAuthError, auth_headers
 from agents.models import AuthKind, Deployment
 
@@ -56,9 +56,9 @@ def workspace_host():
 
 @pytest.fixture(autouse=True)
 def fresh_sdk_configs():
-    auth._databricks_configs.clear()
+    databricks_auth.forget_configs()
     yield
-    auth._databricks_configs.clear()
+    databricks_auth.forget_configs()
 
 
 def test_a_databricks_profile_is_resolved_by_the_sdk(monkeypatch, tmp_path, workspace_host):

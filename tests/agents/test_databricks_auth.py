@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from agents import auth
+from agents import auth, databricks_auth  # noqa: F401
 from agents.auth import auth_headers
 from agents.models import Deployment
 from tests.support.fake_databricks import (
@@ -24,11 +24,11 @@ CHAT_TURN = {"messages": [{"role": "user", "content": "Hi"}]}
 def workspace(monkeypatch, tmp_path):
     isolate_sdk_environment(monkeypatch, tmp_path)
     # Config objects are cached per profile; one made for another test's host must not be used.
-    auth._databricks_configs.clear()
+    databricks_auth.forget_configs()
     with FakeDatabricksWorkspace() as fake:
         fake.add(*standard_endpoints())
         yield fake
-    auth._databricks_configs.clear()
+    databricks_auth.forget_configs()
 
 
 def imported(*args: str) -> Deployment:
