@@ -55,7 +55,15 @@ class DeploymentAdmin(admin.ModelAdmin):
         ),
         (
             "Authentication (references only: tokens are never stored)",
-            {"fields": ["auth_kind", "auth_env_var", "databricks_profile"]},
+            {
+                "fields": [
+                    "auth_kind",
+                    "auth_env_var",
+                    "databricks_profile",
+                    "databricks_host",
+                    "oauth_client_id",
+                ]
+            },
         ),
         (
             "Feedback",

@@ -32,6 +32,8 @@ _WRITABLE_FIELDS = [
     "auth_kind",
     "auth_env_var",
     "databricks_profile",
+    "databricks_host",
+    "oauth_client_id",
     "request_timeout_s",
     "default_custom_inputs",
     "custom_inputs_schema",

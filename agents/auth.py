@@ -45,3 +45,21 @@ def auth_headers(deployment: Deployment) -> dict[str, str]:
 def needs_a_thread(deployment: Deployment) -> bool:
     """Whether auth_headers may make an HTTP call (databricks-sdk fetching or refreshing)."""
     return deployment.auth_kind in (AuthKind.DATABRICKS, AuthKind.DATABRICKS_M2M)
+
+
+async def request_headers(deployment: Deployment) -> dict[str, str]:
+    """The headers of every call to the deployment's agent, on an event loop."""
+    from asgiref.sync import sync_to_async
+
+    if needs_a_thread(deployment):
+        # databricks-sdk may refresh an OAuth token over HTTP: a thread, not the event loop.
+        headers = await sync_to_async(auth_headers, thread_sensitive=False)(deployment)
+    else:
+        headers = auth_headers(deployment)
+    if deployment.endpoint_kind in TRACE_ID_KINDS:
+        headers["x-mlflow-return-trace-id"] = "true"  # protocol.md §1.6
+    return headers
+
+
+# MLflow's agent servers return the trace id when asked (protocol.md §1.6).
+TRACE_ID_KINDS = (EndpointKind.MLFLOW_AGENT_SERVER, EndpointKind.MLFLOW_LONG_RUNNING)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, reswap, retarget
 
 from agents import access, conversations, custom_inputs, selectors, turns
+from agents.background import collect as background_collect
 from agents.models import Deployment, RequestLog
 from agents.schemas import ItemAdded, TextDelta
 from agents.turns import record
@@ -136,6 +137,25 @@ def chat_turn_by_key(request: HttpRequest, pk: int) -> HttpResponse:
         "new_conversation": request.GET.get("new") == "1",
     }
     return render(request, "agents/chat.html#sent", context)
+
+
+@require_GET
+@login_required
+async def chat_turn_run(request: HttpRequest, pk: int, request_id: str) -> HttpResponse:
+    """A turn the agent answers in the background, polled by its page (every 2 s while it
+    runs): asks the agent once how the run stands, and shows the answer once it has ended."""
+    user = await request.auser()
+    deployment = await sync_to_async(_get_chat_deployment)(user, pk)
+    turn = await sync_to_async(selectors.request_get_for_user)(user, request_id, with_trace=False)
+    if turn.deployment_id != deployment.pk:
+        raise Http404("No such turn in this chat.")
+    if turn.agent_run_state == "running":
+        turn.deployment = deployment
+        turn = await background_collect.refresh(turn)
+    html = await sync_to_async(render_to_string)(
+        "agents/_turn.html", {"turn": turn, "deployment": deployment}, request=request
+    )
+    return HttpResponse(html)
 
 
 async def _turn_start(request: HttpRequest, pk: int) -> turns.StartedTurn:

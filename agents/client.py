@@ -35,6 +35,11 @@ class AgentCallError(Exception):
         self.raw = raw
 
 
+class StreamCut(AgentCallError):
+    """The stream ended before its end (no `data: [DONE]`, or the connection broke); a server
+    that numbers its events can be asked for the rest (agents.background)."""
+
+
 class NotAStream(Exception):
     """Asked for a stream, the agent answered one JSON body instead; it is read as a reply."""
 
@@ -189,6 +194,21 @@ async def post_json(
     return _checked(status, text)
 
 
+async def get_checked(url: str, *, headers: dict[str, str], timeout_s: float) -> AgentResponse:
+    """A GET whose JSON answer matters (a background run's state): failures raise, as a POST's."""
+    try:
+        async with http_client().get(
+            url, headers=headers, timeout=_timeout(timeout_s), allow_redirects=False
+        ) as response:
+            text = await _read_capped(response)
+            status = response.status
+    except TimeoutError:
+        raise _timed_out(timeout_s, url) from None
+    except aiohttp.ClientError as exc:
+        raise _unreachable(exc, url) from None
+    return _checked(status, text)
+
+
 async def get_json(url: str, *, headers: dict[str, str], timeout_s: float) -> object | None:
     """A small GET (endpoint metadata); None when it fails in any way: callers fall back."""
     try:
@@ -203,12 +223,15 @@ async def get_json(url: str, *, headers: dict[str, str], timeout_s: float) -> ob
 
 class StreamReader:
     """Reads an agent's SSE stream: `async for payload in reader` yields each `data:` line's
-    JSON until `data: [DONE]`. `raw` keeps the lines read, for the request log."""
+    JSON until `data: [DONE]`. `raw` keeps the lines read, for the request log; `last_event_id`
+    is the `id:` of the last event yielded (where a resumed stream starts). Without a body the
+    stream is a GET (reading a background run's events)."""
 
-    def __init__(self, url: str, body: dict, *, headers: dict[str, str], timeout_s: float):
+    def __init__(self, url: str, body: dict | None, *, headers: dict[str, str], timeout_s: float):
         self.url, self.body, self.headers, self.timeout_s = url, body, headers, timeout_s
         self.status_code = 0
         self.raw_parts: list[str] = []
+        self.last_event_id = ""
 
     @property
     def raw(self) -> str:
@@ -217,7 +240,15 @@ class StreamReader:
     async def __aiter__(self) -> AsyncIterator[object]:
         headers = {**self.headers, "Accept": "text/event-stream"}
         try:
-            response = await _request(self.url, self.body, headers, self.timeout_s)
+            if self.body is None:
+                response = await http_client().get(
+                    self.url,
+                    headers=headers,
+                    timeout=_timeout(self.timeout_s),
+                    allow_redirects=False,
+                )
+            else:
+                response = await _request(self.url, self.body, headers, self.timeout_s)
         except TimeoutError:
             raise _timed_out(self.timeout_s, self.url) from None
         except aiohttp.ClientError as exc:
@@ -243,18 +274,24 @@ class StreamReader:
 
     async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[object]:
         data_lines: list[str] = []
+        event_id = ""
         try:
             async for line in _lines(response):
                 if line.startswith("data:"):
                     data_lines.append(line[5:].removeprefix(" "))
                     continue
+                if line.startswith("id:"):
+                    event_id = line[3:].strip()
+                    continue
                 if line or not data_lines:
-                    continue  # comments, event names, ids, keep-alive blank lines
+                    continue  # comments, event names, keep-alive blank lines
                 data, data_lines = "\n".join(data_lines), []
                 if data.strip() == "[DONE]":
                     return
                 self.raw_parts.append(data)
-                yield _parse_event(data)
+                payload = _parse_event(data)
+                self.last_event_id, event_id = event_id or self.last_event_id, ""
+                yield payload
         except TimeoutError:
             raise AgentCallError(
                 f"The stream stopped: nothing arrived for {self.timeout_s:g} s.",
@@ -262,12 +299,12 @@ class StreamReader:
                 detail=f"read timed out after {self.timeout_s:g} s: {self.url}",
             ) from None
         except aiohttp.ClientError as exc:
-            raise AgentCallError(
+            raise StreamCut(
                 "The stream was cut before the end.",
                 status_code=502,
                 detail=f"{type(exc).__name__} while reading the stream: {self.url}",
             ) from None
-        raise AgentCallError(
+        raise StreamCut(
             "The stream was cut before the end.",
             status_code=502,
             detail=f"the connection closed without `data: [DONE]`: {self.url}",

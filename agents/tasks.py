@@ -1,8 +1,12 @@
 """Celery tasks for deployments: thin wrappers that load by id and call a service."""
 
+import asyncio
+
 from celery import shared_task
 
 from agents import services
+from agents.background import collect
+from agents.client import close_http_client
 from agents.models import Deployment
 
 
@@ -18,3 +22,30 @@ def deployment_check_reachability(deployment_id: int) -> str | None:
 def deployments_check_reachability() -> int:
     """Run by beat every REACHABILITY_CHECK_SECONDS, so the deployments page shows fresh health."""
     return services.deployments_check_reachability()
+
+
+@shared_task
+def background_run_refresh(turn_id: int) -> str | None:
+    """Ask the agent once how a background turn's run stands, and finish the turn if it ended.
+    Idempotent: a turn already finished (by its page or an earlier task) is left as it is."""
+    turn = collect.running_turn(turn_id)
+    if turn is None:
+        return None
+    return asyncio.run(_refresh(turn)).agent_run_state
+
+
+async def _refresh(turn):
+    try:
+        return await collect.refresh(turn)
+    finally:
+        await close_http_client()
+
+
+@shared_task
+def background_runs_sweep() -> int:
+    """Run by beat every BACKGROUND_RUN_SWEEP_SECONDS: the runs whose turns are not finished,
+    including those whose page was closed or whose web process stopped."""
+    turn_ids = collect.running_turn_ids()
+    for turn_id in turn_ids:
+        background_run_refresh.delay(turn_id)
+    return len(turn_ids)

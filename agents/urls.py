@@ -11,6 +11,7 @@ urlpatterns = [
     path("chat/<int:pk>/send/", chat_views.chat_send, name="chat_send"),
     path("chat/<int:pk>/stream/", chat_views.chat_stream, name="chat_stream"),
     path("chat/<int:pk>/turn/", chat_views.chat_turn_by_key, name="chat_turn_by_key"),
+    path("chat/<int:pk>/turns/<str:request_id>/run/", chat_views.chat_turn_run, name="turn_run"),
     path(
         "chat/<int:pk>/custom-inputs/check/",
         chat_views.custom_inputs_check,

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from agents.auth import AgentAuthError, auth_headers, needs_a_thread
-from agents.models import AuthKind, Deployment, RequestLog
+from agents.models import Deployment, RequestLog
 from feedback import transport
 from feedback.label_values import DEFAULT_SCHEMA, THUMBS_VALUES
 from feedback.models import (

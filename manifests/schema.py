@@ -64,6 +64,8 @@ DEPLOYMENT = {
             "description": "The environment variable that holds the token: never the token.",
         },
         "databricks_profile": _TEXT,
+        "databricks_host": _TEXT,
+        "oauth_client_id": _TEXT,
         "request_timeout_s": {"type": "integer"},
         "default_custom_inputs": {"type": "object"},
         "custom_inputs_schema": _JSON_OBJECT,

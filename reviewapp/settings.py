@@ -334,6 +334,12 @@ RUN_LANE_SECONDS = env_int("RUN_LANE_SECONDS", 60, minimum=1, maximum=3600)
 RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 30, minimum=3)
 RUN_SWEEP_SECONDS = env_int("RUN_SWEEP_SECONDS", 30, minimum=1)
 
+# Turns answered in the background (Agent Runtime, LongRunningAgentServer; agents/background/):
+# beat asks the agent every BACKGROUND_RUN_SWEEP_SECONDS how each run nobody is following stands,
+# and gives up on a run still going BACKGROUND_RUN_MAX_SECONDS after its turn began.
+BACKGROUND_RUN_SWEEP_SECONDS = env_int("BACKGROUND_RUN_SWEEP_SECONDS", 5, minimum=1)
+BACKGROUND_RUN_MAX_SECONDS = env_int("BACKGROUND_RUN_MAX_SECONDS", 3600, minimum=10)
+
 CELERY_BEAT_SCHEDULE = {
     "deployments-check-reachability": {
         "task": "agents.tasks.deployments_check_reachability",
@@ -344,6 +350,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": DELIVERY_SWEEP_SECONDS,
     },
     "runs-sweep": {"task": "evaluation.tasks.runs_sweep", "schedule": RUN_SWEEP_SECONDS},
+    "background-runs-sweep": {
+        "task": "agents.tasks.background_runs_sweep",
+        "schedule": BACKGROUND_RUN_SWEEP_SECONDS,
+    },
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

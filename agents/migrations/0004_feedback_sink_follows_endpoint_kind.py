@@ -8,20 +8,33 @@ import agents.validators
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0003_streaming_schemas_agent_server'),
+        ("agents", "0003_streaming_schemas_agent_server"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='deployment',
-            name='feedback_endpoint',
-            field=agents.validators.HttpUrlField(blank=True, help_text="Databricks: the feedback model's invocations URL (derived from the query endpoint when left blank). MLflow: the tracking server's URL (the AgentServer's tracking URI when left blank).", max_length=2000),
+            model_name="deployment",
+            name="feedback_endpoint",
+            field=agents.validators.HttpUrlField(
+                blank=True,
+                help_text="Databricks: the feedback model's invocations URL (derived from the query endpoint when left blank). MLflow: the tracking server's URL (the AgentServer's tracking URI when left blank).",
+                max_length=2000,
+            ),
         ),
         migrations.AlterField(
-            model_name='deployment',
-            name='feedback_sink',
-            field=models.CharField(choices=[('auto', 'Default for the endpoint kind'), ('databricks_feedback', 'Databricks feedback endpoint'), ('mlflow_assessments', 'MLflow assessments API'), ('none', 'None (ratings stay in this app)')], default='auto', help_text='Where ratings are forwarded. The default follows the endpoint kind: Databricks → its feedback endpoint, MLflow AgentServer → MLflow assessments on its tracking server, OpenAI-compatible → kept in this app only.', max_length=24),
+            model_name="deployment",
+            name="feedback_sink",
+            field=models.CharField(
+                choices=[
+                    ("auto", "Default for the endpoint kind"),
+                    ("databricks_feedback", "Databricks feedback endpoint"),
+                    ("mlflow_assessments", "MLflow assessments API"),
+                    ("none", "None (ratings stay in this app)"),
+                ],
+                default="auto",
+                help_text="Where ratings are forwarded. The default follows the endpoint kind: Databricks → its feedback endpoint, MLflow AgentServer → MLflow assessments on its tracking server, OpenAI-compatible → kept in this app only.",
+                max_length=24,
+            ),
         ),
     ]

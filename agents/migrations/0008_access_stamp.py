@@ -4,17 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0007_requestlog_text_search_trigrams'),
+        ("agents", "0007_requestlog_text_search_trigrams"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AccessStamp',
+            name="AccessStamp",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('value', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("value", models.BigIntegerField(default=0)),
             ],
         ),
     ]

@@ -177,8 +177,8 @@ class Deployment(models.Model):
         max_length=128,
         blank=True,
         validators=[v.validate_env_var_name],
-        help_text="Name of the environment variable that holds the bearer token (or, for Databricks "
-        "OAuth, the service principal's secret). The secret itself is never stored here.",
+        help_text="Name of the environment variable that holds the bearer token (or, for "
+        "Databricks OAuth, the service principal's secret). The secret is never stored here.",
     )
     databricks_host = v.HttpUrlField(
         max_length=2000,
@@ -191,11 +191,6 @@ class Deployment(models.Model):
         blank=True,
         help_text="Databricks OAuth for a service principal: its client (application) id. Its "
         "secret is read from the environment variable named above.",
-    )
-    background_runs = models.BooleanField(
-        default=True,
-        help_text="Agent Runtime and LongRunningAgentServer: ask for a background run, so an "
-        "answer still arrives after the page is closed or the app restarts.",
     )
     databricks_profile = models.CharField(
         max_length=128,

@@ -7,6 +7,7 @@ package does not import Django so that it stays a plain protocol library.
 
 from typing import Any
 
+from agents.schemas.agent_runtime import AgentRuntimeAdapter
 from agents.schemas.base import (
     Adapter,
     AgentReply,
@@ -27,6 +28,7 @@ __all__ = [
     "Adapter",
     "AgentReply",
     "AgentReplyError",
+    "AgentRuntimeAdapter",
     "AgentStreamError",
     "AutoAdapter",
     "ChatAgentAdapter",

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from asgiref.sync import sync_to_async
-
-from agents.auth import AgentAuthError, auth_headers, needs_a_thread
+from agents.auth import AgentAuthError, request_headers
+from agents.background import collect
+from agents.background.call import Ended, run_in_background
 from agents.client import (
     AgentCallError,
     NotAStream,
@@ -27,6 +27,7 @@ from agents.client import (
     turn_ended,
 )
 from agents.models import AgentSchema, Deployment, EndpointKind, RequestLog
+from agents.models.deployment import BACKGROUND_KINDS
 from agents.schemas import (
     AgentReply,
     AgentReplyError,
@@ -46,8 +47,6 @@ TASK_LOOKUP_TIMEOUT_S = 5.0
 TASK_LOOKUP_RETRY_S = 600.0  # an endpoint whose task could not be read is asked again after this
 KEY_POLL_S = 0.25
 STOPPED = "Stopped before the answer was complete."
-# MLflow's agent servers return the trace id when asked (protocol.md §1.6).
-TRACE_ID_KINDS = (EndpointKind.MLFLOW_AGENT_SERVER, EndpointKind.MLFLOW_LONG_RUNNING)
 _task_lookup_failed_at: dict[int, float] = {}
 
 
@@ -98,7 +97,11 @@ async def _call(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEven
     streamed: AgentReply | None = None
     assembler = None
     try:
-        headers = await _headers(deployment)
+        headers = await request_headers(deployment)
+        if deployment.endpoint_kind in BACKGROUND_KINDS:
+            async for event in _call_in_background(started, headers, stream=stream):
+                yield event
+            return
         schema, detected = await _schema(deployment, headers)
         adapter = adapter_for(schema)
         body = adapter.build_request(
@@ -158,6 +161,8 @@ async def _call(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEven
     except AgentAuthError as exc:
         _fail(turn, "The app has no usable credentials for this endpoint.", str(exc), 401)
     except (asyncio.CancelledError, GeneratorExit):
+        if turn.agent_run_state == "running":
+            raise  # saved with its run, which goes on: the page's poll or the sweep finishes it
         # The client went away (Stop, a closed tab): keep what arrived, then let it unwind.
         turn.keep_partial(_partial(assembler))
         _fail(turn, STOPPED, "the client closed the connection", 499)
@@ -168,6 +173,25 @@ async def _call(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEven
         turn.keep_partial(streamed)
     turn.execution_time_ms = int((time.monotonic() - clock) * 1000)
     yield TurnDone(await _save(started, detected))
+
+
+async def _call_in_background(
+    started: StartedTurn, headers: dict[str, str], *, stream: bool
+) -> AsyncIterator[TurnEvent]:
+    deployment, turn = started.deployment, started.row
+    body = collect.adapter_of(deployment.endpoint_kind).build_request(
+        messages=started.messages,
+        custom_inputs=turn.custom_inputs,
+        conversation_id=str(started.conversation.pk),
+        user_id=public_id(started.user),
+        stream=False,
+        databricks_options=False,
+        model=deployment.openai_model,
+    )
+    async for event in run_in_background(
+        started, headers=headers, body=body, stream=stream and deployment.streaming
+    ):
+        yield TurnDone(event.turn) if isinstance(event, Ended) else event
 
 
 async def _save(started: StartedTurn, detected_schema: str, detached: bool = False) -> RequestLog:
@@ -210,17 +234,6 @@ async def _wait_for_first_send(started: StartedTurn) -> RequestLog:
         if turn is not None:
             return turn
     raise TurnInProgress("This message is still being sent; its answer will appear shortly.")
-
-
-async def _headers(deployment: Deployment) -> dict[str, str]:
-    if needs_a_thread(deployment):
-        # databricks-sdk may refresh an OAuth token over HTTP: a thread, not the event loop.
-        headers = await sync_to_async(auth_headers, thread_sensitive=False)(deployment)
-    else:
-        headers = auth_headers(deployment)
-    if deployment.endpoint_kind in TRACE_ID_KINDS:
-        headers["x-mlflow-return-trace-id"] = "true"  # protocol.md §1.6
-    return headers
 
 
 async def _schema(deployment: Deployment, headers: dict[str, str]) -> tuple[str, str]:

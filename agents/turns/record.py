@@ -80,6 +80,13 @@ CONVERSATION_TOUCHED = ["title", "custom_inputs", "updated_at"]
 
 def prepare_save(turn: RequestLog, conversation: Conversation) -> None:
     """Everything a save computes before its statements, whichever driver runs them."""
+    prepare_trace(turn)
+    if not conversation.title:
+        conversation.title = turn.request.strip().splitlines()[0][:TITLE_CHARS]
+    conversation.custom_inputs = turn.custom_inputs
+
+
+def prepare_trace(turn: RequestLog) -> None:
     # Off the event loop for a big trace (bench/trace_render.py: normalizing one takes long).
     # Once per turn: the outline (what the tree opens from) and the API's answer
     # (`normalized_trace`, read by TurnOutputSerializer) share it.
@@ -87,9 +94,39 @@ def prepare_save(turn: RequestLog, conversation: Conversation) -> None:
         with gc_paused():  # cyclic GC passes over the normalized trace's objects tripled the time
             turn.normalized_trace = normalize_trace(turn.trace)
             turn.trace_outline = outline_from(turn.normalized_trace)
-    if not conversation.title:
-        conversation.title = turn.request.strip().splitlines()[0][:TITLE_CHARS]
-    conversation.custom_inputs = turn.custom_inputs
+
+
+# What reading a background run's end fills in (agents/background/collect.py).
+RUN_END_FIELDS = [
+    "status_code",
+    "execution_time_ms",
+    "response",
+    "response_raw",
+    "response_raw_truncated",
+    "trace",
+    "trace_outline",
+    "mlflow_trace_id",
+    "output_items",
+    "incomplete",
+    "custom_outputs",
+    "error",
+    "error_detail",
+    "request_metadata",
+]
+
+
+def finish_run(turn: RequestLog) -> tuple[RequestLog, bool]:
+    """A background turn's end, written once: only a row still `running` takes it (whoever read
+    the run's end first: the page, the API call, the poll or the sweep). Returns the row as
+    saved and whether this call was the one that wrote it."""
+    prepare_trace(turn)
+    turn.agent_run_state = "finished"
+    values = {name: getattr(turn, name) for name in [*RUN_END_FIELDS, "agent_run_state"]}
+    written = RequestLog.objects.filter(pk=turn.pk, agent_run_state="running").update(**values)
+    saved = RequestLog.objects.select_related("deployment", "conversation").get(pk=turn.pk)
+    if written and hasattr(turn, "normalized_trace"):
+        saved.normalized_trace = turn.normalized_trace
+    return saved, bool(written)
 
 
 def keeps_agent_request_id(turn: RequestLog) -> bool:

@@ -1,0 +1,74 @@
+"""Where each background-capable server keeps a run, and how it says the run ended.
+
+Databricks Agent Runtime (databricks-agentbricks 0.7.0 `DurableAgentServer`; README cites the
+docs): POST {endpoint} with the client's own UUID `id` and `background: true` → 202 {id, status:
+queued, status_url}; GET {endpoint}/{id} → {status: queued|active|completed|failed, output?};
+GET {endpoint}/{id}/events?after=N → the SSE events numbered past N (`id: N` frames).
+
+MLflow LongRunningAgentServer (databricks-ai-bridge 0.22.0 `databricks_ai_bridge.long_running`,
+the OpenAI Responses background mode): POST {endpoint} with `background: true` → {id: resp_…,
+status: in_progress}; GET {endpoint}/{id} → {status: in_progress|completed|failed, output?,
+metadata.trace_id?}; GET {endpoint}/{id}?stream=true&starting_after=N → the events whose
+`sequence_number` is past N (0 means all, so a resumed stream skips what it has seen).
+"""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from agents.models import EndpointKind
+
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+
+
+@dataclass(frozen=True)
+class RunProtocol:
+    kind: str
+
+    def start_body(self, body: dict) -> tuple[dict, str]:
+        """The POST that starts a run, and its id when the client chooses it ("" otherwise).
+        The run is always started without a stream: its events are read by their own GET, the
+        same way before and after a cut, and the POST answers at once with the id."""
+        body = {key: value for key, value in body.items() if key != "stream"}
+        body["background"] = True
+        if self.kind == EndpointKind.AGENT_RUNTIME:
+            run_id = str(uuid.uuid4())
+            return {"id": run_id, **body}, run_id
+        return body, ""
+
+    def run_id_of(self, accepted: Any, chosen: str) -> str:
+        if chosen:
+            return chosen
+        run_id = accepted.get("id") if isinstance(accepted, dict) else None
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 128 or "/" in run_id:
+            raise ValueError("the agent accepted the run without a usable `id`")
+        return run_id
+
+    def status_url(self, endpoint: str, run_id: str) -> str:
+        return f"{endpoint.rstrip('/')}/{run_id}"
+
+    def events_url(self, endpoint: str, run_id: str, after: int) -> str:
+        if self.kind == EndpointKind.AGENT_RUNTIME:
+            return f"{self.status_url(endpoint, run_id)}/events?after={after}"
+        return f"{self.status_url(endpoint, run_id)}?stream=true&starting_after={after}"
+
+    def state(self, body: Any) -> str:
+        status = body.get("status") if isinstance(body, dict) else None
+        if status == "completed":
+            return COMPLETED
+        if status in ("failed", "cancelled", "incomplete"):
+            return FAILED
+        if status in ("queued", "active", "in_progress"):
+            return RUNNING
+        raise ValueError(f"the run's state is {status!r}, which this app does not know")
+
+    def position(self, event_id: str, payload: Any) -> int | None:
+        """Where an event sits in the run's stream, to resume after it."""
+        if self.kind == EndpointKind.AGENT_RUNTIME:
+            return int(event_id) if event_id.isdigit() else None
+        number = payload.get("sequence_number") if isinstance(payload, dict) else None
+        return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
+def protocol_for(kind: str) -> RunProtocol:
+    return RunProtocol(kind)
