@@ -17,6 +17,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from agents import selectors, turns
+from agents.background import collect
 from agents.models import RequestLog
 from agents.schemas import ItemAdded, TextDelta
 from agents.traces import normalize_trace
@@ -41,6 +42,14 @@ class TurnErrorSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "TurnError"
+
+
+class BackgroundRunSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The run's id at the agent.")
+    state = serializers.ChoiceField(choices=["running", "finished"])
+
+    class Meta:
+        ref_name = "BackgroundRun"
 
 
 class TurnOutputSerializer(serializers.Serializer):
@@ -74,6 +83,12 @@ class TurnOutputSerializer(serializers.Serializer):
     trace_error = serializers.CharField(
         required=False, help_text="Why an AgentServer trace could not be read (yet)."
     )
+    background_run = BackgroundRunSerializer(
+        required=False,
+        help_text="Only on a turn the agent answers in the background (Agent Runtime, "
+        "LongRunningAgentServer): while `running`, the answer is not there yet; read the turn "
+        "again (GET /api/v1/requests/{request_id}/) until it is `finished`.",
+    )
 
     class Meta:
         ref_name = "Turn"
@@ -95,6 +110,8 @@ class TurnOutputSerializer(serializers.Serializer):
         }
         if turn.error:
             data["error"] = {"message": turn.error, "detail": turn.error_detail}
+        if turn.agent_run_id:
+            data["background_run"] = {"id": turn.agent_run_id, "state": turn.agent_run_state}
         if self.context.get("with_trace"):
             # A turn just saved carries its trace normalized (agents/turns/record.py).
             normalized = getattr(turn, "normalized_trace", None)
@@ -341,6 +358,10 @@ class RequestDetailApi(APIView):
         query.is_valid(raise_exception=True)
         form = query.validated_data["trace"]
         turn = selectors.request_get_for_user(request.user, request_id, with_trace=form != "none")
+        if turn.agent_run_state == "running":
+            # Asks the agent how the run stands: an API client polling a background turn sees it
+            # finish even where no Celery beat runs.
+            turn = collect.refresh_now(turn)
         data = TurnOutputSerializer(turn, context={"with_trace": form == "normalized"}).data
         if form == "raw":
             data["trace"] = turn.trace

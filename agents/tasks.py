@@ -1,12 +1,9 @@
 """Celery tasks for deployments: thin wrappers that load by id and call a service."""
 
-import asyncio
-
 from celery import shared_task
 
 from agents import services
 from agents.background import collect
-from agents.client import close_http_client
 from agents.models import Deployment
 
 
@@ -31,14 +28,7 @@ def background_run_refresh(turn_id: int) -> str | None:
     turn = collect.running_turn(turn_id)
     if turn is None:
         return None
-    return asyncio.run(_refresh(turn)).agent_run_state
-
-
-async def _refresh(turn):
-    try:
-        return await collect.refresh(turn)
-    finally:
-        await close_http_client()
+    return collect.refresh_now(turn).agent_run_state
 
 
 @shared_task

@@ -47,6 +47,7 @@ async def run_in_background(
     except ValueError as exc:
         raise AgentReplyError(str(exc)) from None
     turn.agent_run_state, turn.status_code = "running", accepted.status_code
+    turn.execution_time_ms = collect.elapsed_ms(turn)
     turn = await run_db(
         record.save_turn,
         turn,

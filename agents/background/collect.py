@@ -10,12 +10,13 @@ import logging
 import time
 from datetime import timedelta
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
 from agents.auth import AgentAuthError, request_headers
 from agents.background.protocols import COMPLETED, FAILED, RUNNING, protocol_for
-from agents.client import AgentCallError, AgentResponse, excerpt, get_checked
+from agents.client import AgentCallError, AgentResponse, excerpt, get_checked, turn_ended
 from agents.models import EndpointKind, RequestLog
 from agents.schemas import AgentReplyError, AgentRuntimeAdapter, ResponsesAdapter
 from agents.schemas.base import Adapter, error_message
@@ -42,7 +43,7 @@ def run_state(kind: str, response: AgentResponse) -> str:
 def apply_end(turn: RequestLog, kind: str, response: AgentResponse) -> None:
     """The run's final state into the turn: its answer, or why it failed."""
     turn.keep_raw("response_raw", response.text)
-    turn.execution_time_ms = _elapsed_ms(turn)
+    turn.execution_time_ms = elapsed_ms(turn)
     state = run_state(kind, response)
     if state == COMPLETED:
         try:
@@ -62,13 +63,13 @@ def apply_end(turn: RequestLog, kind: str, response: AgentResponse) -> None:
 def apply_lost(turn: RequestLog, exc: AgentCallError) -> None:
     """The agent no longer knows the run (404: a server that keeps runs only in memory restarted,
     or kept it past its retention)."""
-    turn.execution_time_ms = _elapsed_ms(turn)
+    turn.execution_time_ms = elapsed_ms(turn)
     turn.fail("The agent no longer knows this run; its answer is lost.", exc.detail, 502)
 
 
 def apply_timeout(turn: RequestLog) -> None:
     limit = settings.BACKGROUND_RUN_MAX_SECONDS
-    turn.execution_time_ms = _elapsed_ms(turn)
+    turn.execution_time_ms = elapsed_ms(turn)
     turn.fail(
         f"No answer within {limit:,} s; the app stopped waiting for this run.",
         f"run {turn.agent_run_id} still running after {limit} s",
@@ -109,6 +110,19 @@ async def refresh(turn: RequestLog) -> RequestLog:
     return (await run_db(record.finish_run, turn))[0]
 
 
+def refresh_now(turn: RequestLog) -> RequestLog:
+    """`refresh`, for synchronous callers (a Celery task, a DRF view): its own event loop, whose
+    HTTP session is closed with it."""
+    return async_to_sync(_refresh_and_close)(turn)
+
+
+async def _refresh_and_close(turn: RequestLog) -> RequestLog:
+    try:
+        return await refresh(turn)
+    finally:
+        await turn_ended()
+
+
 def running_turn(turn_id: int) -> RequestLog | None:
     return (
         RequestLog.objects.select_related("deployment", "conversation")
@@ -125,6 +139,6 @@ def running_turn_ids() -> list[int]:
     )
 
 
-def _elapsed_ms(turn: RequestLog) -> int:
+def elapsed_ms(turn: RequestLog) -> int:
     started = turn.timestamp_ms or int(time.time() * 1000)
     return max(0, min(int(time.time() * 1000) - started, 2**31 - 1))

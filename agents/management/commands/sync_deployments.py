@@ -14,7 +14,9 @@ class Command(BaseCommand):
     help = (
         "Create or update one deployment per Unity Catalog model version served by the agent "
         "endpoints (tasks agent/v1/chat, agent/v2/chat, agent/v1/responses) of a Databricks "
-        "workspace. Credentials come from databricks-sdk unified auth: --profile, or "
+        "workspace, and one per Databricks App that is an Agent Runtime agent (named "
+        "agent-bricks-<name>, or named with --app). Credentials come from databricks-sdk "
+        "unified auth: --profile, or "
         "DATABRICKS_HOST with DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET. "
         "Display names, instructions, custom inputs, access and enabled are never changed."
     )
@@ -33,7 +35,15 @@ class Command(BaseCommand):
             "--disable-missing",
             action="store_true",
             help="Disable enabled rows of this workspace whose model version no agent endpoint "
-            "serves any more.",
+            "serves any more, or whose app the workspace no longer has.",
+        )
+        parser.add_argument(
+            "--app",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="Also import this Databricks App as an Agent Runtime deployment though its name "
+            "does not start with agent-bricks- (a custom agent deployed as an app). Repeatable.",
         )
         parser.add_argument(
             "--timeout",
@@ -52,6 +62,7 @@ class Command(BaseCommand):
                 profile=options["profile"],
                 dry_run=options["dry_run"],
                 disable_missing=options["disable_missing"],
+                apps=options["app"],
             )
         except WorkspaceError as exc:
             raise CommandError(str(exc)) from None
@@ -71,5 +82,10 @@ class Command(BaseCommand):
         ignored = sum(report.not_agents.values())
         tasks = ", ".join(f"{task}: {n}" for task, n in sorted(report.not_agents.items()))
         ignored_note = f"; {ignored} endpoint(s) are not agents ({tasks})" if ignored else ""
+        if report.not_agent_apps:
+            ignored_note += (
+                f"; {report.not_agent_apps} app(s) are not Agent Runtime agents (--app NAME "
+                "imports one)"
+            )
         prefix = "Dry run, nothing written. " if report.dry_run else ""
         self.stdout.write(f"{prefix}{report.host}: {counts}{ignored_note}.")
