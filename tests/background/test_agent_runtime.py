@@ -13,7 +13,7 @@ from agents.background import collect
 from agents.client import close_http_client
 from agents.models import RequestLog
 from agents.schemas import TextDelta
-from agents.turns import TurnDone, run_turn, turn_start
+from agents.turns import run_turn, turn_start
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 pytest_plugins = ["tests.support.agent_runtime"]
@@ -130,9 +130,7 @@ def test_a_run_the_page_left_is_finished_once_by_its_poll(
     app_deployment, runtime, reviewer, client
 ):
     deployment = app_deployment(streaming=True)
-    events, _ = run(
-        deployment, reviewer, "slow answer here", stream=True, stop_after_deltas=1, delay_s=2
-    )
+    run(deployment, reviewer, "slow answer here", stream=True, stop_after_deltas=1, delay_s=2)
     turn = RequestLog.objects.get()
     assert turn.agent_run_state == "running" and turn.response == ""
     client.force_login(reviewer)
