@@ -9,7 +9,10 @@ service/serving.py):
 - `GET /api/2.0/serving-endpoints` and `GET /api/2.0/serving-endpoints/{name}`; the SDK's
   `list()` reads one unpaginated `{"endpoints": [...]}` page;
 - `POST /serving-endpoints/{name}[/served-models/{entity}]/invocations`: a chat-completions answer,
-  so a test can prove an imported URL and its auth headers reach the served entity.
+  so a test can prove an imported URL and its auth headers reach the served entity;
+- `GET /api/2.0/apps[?page_token=...]` (service/apps.py `AppsAPI.list`): `{"apps": [...]}` in
+  pages of `apps_page_size` (0: one page) with `next_page_token` while more remain; 404 when
+  `apps_api` is off, as a workspace without Databricks Apps answers.
 
 API routes need `Authorization: Bearer <the PAT or an issued OAuth token>`. As a workspace does,
 a missing credential is 401 and an unknown token 403 `Invalid access token.` (body
@@ -47,6 +50,7 @@ class Recorded:
     method: str
     path: str
     authorization: str
+    query: str = ""
 
 
 def served_entity(
@@ -163,6 +167,41 @@ def standard_endpoints() -> list[dict[str, Any]]:
     ]
 
 
+def databricks_app(
+    name: str,
+    *,
+    url: str | None = None,
+    state: str = "RUNNING",
+    compute: str = "ACTIVE",
+    message: str = "",
+) -> dict[str, Any]:
+    """An App as GET /api/2.0/apps lists it. Its URL is on the Apps domain, not the workspace
+    host, as a deployed app's is; `url=""` leaves the field out (an app never deployed)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "id": secrets.token_hex(16),
+        "description": f"{name} (test app)",
+        "url": url if url is not None else f"https://{name}-{WORKSPACE_ID}.aws.databricksapps.com",
+        "app_status": {"state": state, "message": message or f"App is {state.lower()}."},
+        "compute_status": {"state": compute, "message": f"App compute is {compute.lower()}."},
+        "compute_size": "MEDIUM",
+        "active_deployment": {
+            "deployment_id": secrets.token_hex(16),
+            "mode": "SNAPSHOT",
+            "source_code_path": f"/Workspace/Users/owner@example.com/{name}",
+            "status": {"state": "SUCCEEDED", "message": "App started successfully"},
+        },
+        "service_principal_client_id": secrets.token_hex(8),
+        "service_principal_name": f"app-{name}",
+        "creator": "owner@example.com",
+        "create_time": "2026-01-01T00:00:00Z",
+        "update_time": "2026-01-01T00:00:00Z",
+    }
+    if not body["url"]:
+        del body["url"]
+    return body
+
+
 def _summary(detailed: dict[str, Any], with_config: bool) -> dict[str, Any]:
     """The ServingEndpoint list() returns: config reduced to served entities' names/versions."""
     summary = {k: v for k, v in detailed.items() if k not in ("config", "permission_level")}
@@ -186,6 +225,9 @@ class FakeDatabricksWorkspace:
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Endpoints whose list() summary carries no config, so the client must get() them.
     list_without_config: set[str] = field(default_factory=set)
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    apps_page_size: int = 0  # 0: every app on one page
+    apps_api: bool = True
     requests: list[Recorded] = field(default_factory=list)
     issued_tokens: set[str] = field(default_factory=set)
     url: str = ""
@@ -196,6 +238,10 @@ class FakeDatabricksWorkspace:
     def add(self, *bodies: dict[str, Any]) -> None:
         for body in bodies:
             self.endpoints[body["name"]] = copy.deepcopy(body)
+
+    def add_apps(self, *bodies: dict[str, Any]) -> None:
+        for body in bodies:
+            self.apps[body["name"]] = copy.deepcopy(body)
 
     def start(self) -> "FakeDatabricksWorkspace":
         workspace = self
@@ -243,9 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _record(self) -> str:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         self.fake.requests.append(
-            Recorded(self.command, path, self.headers.get("Authorization", ""))
+            Recorded(self.command, path, self.headers.get("Authorization", ""), query)
         )
         return path
 
@@ -293,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
                     ],
                 },
             )
+        if path == "/api/2.0/apps" and self.fake.apps_api:
+            return self._apps_page() if self._authorized() else None
         if not path.startswith("/api/2.0/serving-endpoints"):
             return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": "No API."})
         if not self._authorized():
@@ -313,6 +361,16 @@ class _Handler(BaseHTTPRequestHandler):
                 "message": f"Endpoint with name '{name}' does not exist.",
             },
         )
+
+    def _apps_page(self) -> None:
+        query = parse_qs(self.path.partition("?")[2])
+        start = int(query.get("page_token", ["0"])[0])
+        listed = list(self.fake.apps.values())
+        size = self.fake.apps_page_size or len(listed) or 1
+        body: dict[str, Any] = {"apps": listed[start : start + size]}
+        if start + size < len(listed):
+            body["next_page_token"] = str(start + size)
+        return self._reply(200, body)
 
     def do_POST(self) -> None:
         path = self._record()
