@@ -38,72 +38,138 @@ async def run_in_background(
 ) -> AsyncIterator[TextDelta | ItemAdded | Ended]:
     deployment, turn = started.deployment, started.row
     protocol = protocol_for(deployment.endpoint_kind)
-    start, chosen_id = protocol.start_body(body)
+    start, chosen_id = protocol.start_body(body, stream=stream)
     turn.keep_raw("request_raw", json.dumps(start))
-    timeout = deployment.request_timeout_s
-    accepted = await post_json(deployment.query_endpoint, start, headers=headers, timeout_s=timeout)
-    try:
-        turn.agent_run_id = protocol.run_id_of(accepted.json, chosen_id)
-    except ValueError as exc:
-        raise AgentReplyError(str(exc)) from None
-    turn.agent_run_state, turn.status_code = "running", accepted.status_code
-    turn.execution_time_ms = collect.elapsed_ms(turn)
-    turn = await run_db(
-        record.save_turn,
-        turn,
-        conversation=started.conversation,
-        key=started.idempotency_key,
-        detected_schema="",
-    )
-    turn.deployment = deployment
-    if collect.run_state(deployment.endpoint_kind, accepted) != RUNNING:
-        # A server without background runs (a LongRunningAgentServer without its database)
-        # answers the POST itself.
-        collect.apply_end(turn, deployment.endpoint_kind, accepted)
-        yield Ended((await run_db(record.finish_run, turn))[0])
-        return
-    if stream:
-        assembler = collect.adapter_of(deployment.endpoint_kind).assembler()
-        try:
-            async for event in _follow(protocol, turn, headers, assembler):
+    follower = _Follower(protocol, turn, headers, stream)
+    if stream and protocol.streams_from_start:
+        # Asked for a stream too, a LongRunningAgentServer answers the POST with the run's
+        # events, each naming the run: the turn is saved with the first.
+        opening = StreamReader(
+            deployment.query_endpoint,
+            start,
+            headers=headers,
+            timeout_s=deployment.request_timeout_s,
+        )
+        async for event in follower.follow(opening):
+            if isinstance(event, RunKnown):
+                turn = await _save_running(started, event.run_id, 200)
+            else:
                 yield event
-        except (AgentCallError, AgentReplyError) as exc:
-            # The run goes on at the agent whatever happened to its stream: its state says.
-            logger.warning("background run %s: stream ended: %s", turn.agent_run_id, exc)
-    yield Ended(await _wait_for_end(turn, headers))
-
-
-async def _follow(
-    protocol: RunProtocol, turn, headers: dict[str, str], assembler: StreamAssembler
-) -> AsyncIterator[TextDelta | ItemAdded]:
-    """The run's events, from the first; a cut stream is asked again after its last event."""
-    deployment, position = turn.deployment, 0
-    seen: int | None = None
-    for _attempt in range(RESUMES + 1):
-        url = protocol.events_url(deployment.query_endpoint, turn.agent_run_id, position)
-        reader = StreamReader(url, None, headers=headers, timeout_s=deployment.request_timeout_s)
-        try:
-            async for payload in reader:
-                number = protocol.position(reader.last_event_id, payload)
-                if number is not None:
-                    if seen is not None and number <= seen:
-                        continue  # sent again after a resume (`starting_after=0` means all)
-                    seen = position = number
-                for event in assembler.feed(payload):
-                    yield event
+        if not turn.agent_run_id:
+            # No run: a server without background runs (no database) streamed a plain answer.
+            turn.apply_reply(follower.assembler.reply(), 200)
+            turn.keep_raw("response_raw", opening.raw)
+            turn.execution_time_ms = collect.elapsed_ms(turn)
+            yield Ended(await run_db(record.save_turn, turn, **_save_args(started)))
             return
-        except StreamCut:
-            if getattr(assembler, "finished", False):
-                return  # the runtime's stream ends after its last event, without [DONE]
-            logger.info("background run %s: stream cut after %s; resuming", turn.agent_run_id, seen)
+    else:
+        accepted = await post_json(
+            deployment.query_endpoint,
+            start,
+            headers=headers,
+            timeout_s=deployment.request_timeout_s,
+        )
+        try:
+            run_id = protocol.run_id_of(accepted.json, chosen_id)
+        except ValueError as exc:
+            raise AgentReplyError(str(exc)) from None
+        turn = await _save_running(started, run_id, accepted.status_code)
+        if collect.run_state(deployment.endpoint_kind, accepted) != RUNNING:
+            # A server without background runs answers the POST itself.
+            collect.apply_end(turn, deployment.endpoint_kind, accepted)
+            yield Ended((await run_db(record.finish_run, turn))[0])
+            return
+        if stream:
+            follower.turn = turn
+            async for event in follower.follow(None):
+                yield event
+    yield Ended(await _wait_for_end(turn, headers, follower.trace_id))
 
 
-async def _wait_for_end(turn, headers: dict[str, str]):
+class RunKnown:
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+
+class _Follower:
+    """Reads a run's events, from the first; a cut stream is asked again after its last event,
+    and an event sent again is dropped. Errors of the stream end the following, not the run:
+    its state says how it ended."""
+
+    def __init__(self, protocol: RunProtocol, turn, headers: dict[str, str], stream: bool):
+        self.protocol, self.turn, self.headers = protocol, turn, headers
+        self.assembler: StreamAssembler = collect.adapter_of(protocol.kind).assembler()
+        self.position, self.seen, self.run_id = 0, None, ""
+
+    @property
+    def trace_id(self) -> str:
+        return self.assembler.facts.trace_id or ""
+
+    async def follow(self, opening: StreamReader | None) -> AsyncIterator:
+        deployment = self.turn.deployment
+        reader = opening
+        for _attempt in range(RESUMES + 1):
+            if reader is None:
+                url = self.protocol.events_url(
+                    deployment.query_endpoint, self.run_id or self.turn.agent_run_id, self.position
+                )
+                reader = StreamReader(
+                    url, None, headers=self.headers, timeout_s=deployment.request_timeout_s
+                )
+            try:
+                async for payload in reader:
+                    for event in self._take(reader, payload):
+                        yield event
+                return
+            except StreamCut as exc:
+                if getattr(self.assembler, "finished", False):
+                    return  # the runtime's stream ends after its last event, without [DONE]
+                if not (self.run_id or self.turn.agent_run_id):
+                    raise  # cut before the run said its id: nothing to resume
+                logger.info("background run: stream cut after %s; resuming (%s)", self.seen, exc)
+            except (AgentCallError, AgentReplyError) as exc:
+                if not (self.run_id or self.turn.agent_run_id):
+                    raise
+                logger.warning("background run: stream ended: %s", exc)
+                return
+            reader = None
+
+    def _take(self, reader: StreamReader, payload) -> list:
+        events: list = []
+        if not self.run_id and not self.turn.agent_run_id:
+            run_id = payload.get("response_id") if isinstance(payload, dict) else None
+            if isinstance(run_id, str) and run_id:
+                self.run_id = run_id
+                events.append(RunKnown(run_id))
+        number = self.protocol.position(reader.last_event_id, payload)
+        if number is not None:
+            if self.seen is not None and number <= self.seen:
+                return events  # sent again after a resume (`starting_after=0` means all)
+            self.seen = self.position = number
+        return events + self.assembler.feed(payload)
+
+
+async def _save_running(started: StartedTurn, run_id: str, status_code: int):
+    """The turn saved with its run the moment the agent accepted it."""
+    turn = started.row
+    turn.agent_run_id, turn.agent_run_state, turn.status_code = run_id, "running", status_code
+    turn.execution_time_ms = collect.elapsed_ms(turn)
+    turn = await run_db(record.save_turn, turn, **_save_args(started))
+    turn.deployment = started.deployment
+    return turn
+
+
+def _save_args(started: StartedTurn) -> dict:
+    return dict(conversation=started.conversation, key=started.idempotency_key, detected_schema="")
+
+
+async def _wait_for_end(turn, headers: dict[str, str], trace_id: str):
     """Polls the run's state until it ends or the deployment's timeout passes (then the turn is
-    left running: the page's poll and the sweep go on asking)."""
+    left running: the page's poll and the sweep go on asking). `trace_id`: one the stream
+    carried, for a server whose final state leaves it out."""
     deadline = time.monotonic() + turn.deployment.request_timeout_s
     while True:
-        turn = await collect.refresh(turn)
+        turn = await collect.refresh(turn, trace_id=trace_id)
         if turn.agent_run_state != "running" or time.monotonic() >= deadline:
             return turn
         await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))

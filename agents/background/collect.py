@@ -40,14 +40,17 @@ def run_state(kind: str, response: AgentResponse) -> str:
         return FAILED
 
 
-def apply_end(turn: RequestLog, kind: str, response: AgentResponse) -> None:
-    """The run's final state into the turn: its answer, or why it failed."""
+def apply_end(turn: RequestLog, kind: str, response: AgentResponse, trace_id: str = "") -> None:
+    """The run's final state into the turn: its answer, or why it failed. `trace_id`: one the
+    run's stream carried (a LongRunningAgentServer's state leaves it out for streamed runs)."""
     turn.keep_raw("response_raw", response.text)
     turn.execution_time_ms = elapsed_ms(turn)
     state = run_state(kind, response)
     if state == COMPLETED:
         try:
-            turn.apply_reply(adapter_of(kind).parse_reply(response.json), 200)
+            reply = adapter_of(kind).parse_reply(response.json)
+            reply.trace_id = reply.trace_id or trace_id or None
+            turn.apply_reply(reply, 200)
             turn.incomplete = False
             turn.error = turn.error_detail = ""
             return
@@ -85,7 +88,7 @@ async def read_state(turn: RequestLog, headers: dict[str, str]) -> AgentResponse
     return await get_checked(url, headers=headers, timeout_s=STATUS_TIMEOUT_S)
 
 
-async def refresh(turn: RequestLog) -> RequestLog:
+async def refresh(turn: RequestLog, *, trace_id: str = "") -> RequestLog:
     """Ask the agent once how the turn's run stands; finish the turn if it has ended (or can no
     longer end). Returns the turn as it is now. A failure to ask leaves it running."""
     if turn.agent_run_state != "running":
@@ -106,7 +109,7 @@ async def refresh(turn: RequestLog) -> RequestLog:
         return (await run_db(record.finish_run, turn))[0]
     if run_state(turn.deployment.endpoint_kind, response) == RUNNING:
         return turn
-    apply_end(turn, turn.deployment.endpoint_kind, response)
+    apply_end(turn, turn.deployment.endpoint_kind, response, trace_id)
     return (await run_db(record.finish_run, turn))[0]
 
 

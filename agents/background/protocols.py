@@ -25,12 +25,19 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 class RunProtocol:
     kind: str
 
-    def start_body(self, body: dict) -> tuple[dict, str]:
-        """The POST that starts a run, and its id when the client chooses it ("" otherwise).
-        The run is always started without a stream: its events are read by their own GET, the
-        same way before and after a cut, and the POST answers at once with the id."""
+    @property
+    def streams_from_start(self) -> bool:
+        """A LongRunningAgentServer keeps a run's text deltas only when it was started as a
+        stream, and then answers the POST with the stream itself. The runtime answers the POST
+        with the run's id and serves its events apart."""
+        return self.kind == EndpointKind.MLFLOW_LONG_RUNNING
+
+    def start_body(self, body: dict, *, stream: bool) -> tuple[dict, str]:
+        """The POST that starts a run, and its id when the client chooses it ("" otherwise)."""
         body = {key: value for key, value in body.items() if key != "stream"}
         body["background"] = True
+        if stream and self.streams_from_start:
+            body["stream"] = True
         if self.kind == EndpointKind.AGENT_RUNTIME:
             run_id = str(uuid.uuid4())
             return {"id": run_id, **body}, run_id
