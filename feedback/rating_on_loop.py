@@ -89,8 +89,9 @@ def _ratable_turn(user: AbstractBaseUser, reads: _Reads) -> RequestLog | None:
     """The turn with its deployment, if the access cache is current and says the user may rate
     it (as services.turn_to_rate and check_can_rate); else None."""
     turn = reads.turn
-    if turn is None or not access.follows(reads.stamp) or turn.error:
-        return None
+    running = turn is not None and turn.agent_run_state == "running"
+    if turn is None or not access.follows(reads.stamp) or turn.error or running:
+        return None  # the view refuses it with the reason
     try:
         deployment = access.known_chat_deployment(user, turn.deployment_id)
     except (PermissionDenied, Http404):
@@ -168,7 +169,7 @@ async def _save(conn: AsyncConnection, rating: Rating, user: AbstractBaseUser) -
 class _Statements:
     """Built on first use (the models must be loaded), as plain SQL strings."""
 
-    turn_fields = ["id", "deployment_id", "databricks_request_id", "error"]
+    turn_fields = ["id", "deployment_id", "databricks_request_id", "error", "agent_run_state"]
 
     @cached_property
     def turn(self) -> str:

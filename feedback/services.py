@@ -54,6 +54,11 @@ def check_can_rate(user: AbstractBaseUser, turn: RequestLog) -> None:
     require_reviewer(user)
     if turn.error:
         raise ValidationError("This turn failed, so there is no answer to rate.")
+    if turn.agent_run_state == "running":
+        raise ValidationError(
+            "The agent is still answering this turn in the background; rate it once the "
+            "answer is there."
+        )
     if not turn.deployment.enabled:
         raise ValidationError("This deployment is disabled; its answers cannot be rated.")
 

@@ -170,3 +170,26 @@ def test_wrong_credentials_fail_the_turn_without_a_secret(
     assert turn.error == "The app has no usable credentials for this endpoint."
     assert "wrong-secret" not in turn.error_detail
     assert not runtime.stats()["invocations"]
+
+
+def test_a_turn_still_running_cannot_be_rated_and_can_once_answered(
+    app_deployment, runtime, reviewer, client
+):
+    from rest_framework.test import APIClient
+
+    deployment = app_deployment(streaming=True)
+    run(deployment, reviewer, "rate me later", stream=True, stop_after_deltas=1, delay_s=2)
+    turn = RequestLog.objects.get()
+    api = APIClient()
+    api.force_authenticate(reviewer)
+    url = f"/api/v1/requests/{turn.databricks_request_id}/assessments/"
+    thumbs_up = {"text_assessments": [{"ratings": {"answer_correct": {"value": "positive"}}}]}
+    refused = api.post(url, thumbs_up, format="json")
+    assert refused.status_code == 400, refused.content
+    assert b"still answering" in refused.content
+    assert not turn.ratings.exists()
+    deadline = time.monotonic() + 30
+    while collect.refresh_now(collect.running_turn(turn.pk) or turn).agent_run_state == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert api.post(url, thumbs_up, format="json").status_code == 201
