@@ -30,6 +30,8 @@ class PersonalAccessToken(DatabricksAuthError):
 
 def profile_headers(profile: str, *, refuse_pat: bool = False) -> dict[str, str]:
     where = f"profile {profile!r}" if profile else "the DATABRICKS_* environment"
+    if refuse_pat and profile_uses_pat(profile):
+        raise PersonalAccessToken(f"{where} holds a personal access token")  # no call needed
     config = _config(("profile", profile), where, profile=profile or None)
     if refuse_pat and config.auth_type == "pat":
         raise PersonalAccessToken(f"{where} holds a personal access token")

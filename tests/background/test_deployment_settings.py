@@ -105,3 +105,24 @@ def test_a_long_running_server_url_gets_its_responses_route(admin_api):
     assert response.status_code == 201, response.json()
     assert response.json()["query_endpoint"] == "http://127.0.0.1:8000/responses"
     assert response.json()["feedback_destination"]["sink"] == "mlflow_assessments"
+
+
+def test_a_profile_that_turns_out_to_hold_a_pat_is_refused_when_sending(db, tmp_path, monkeypatch):
+    """Saved with an OAuth profile whose file was later changed to a token: the turn is refused
+    before anything is sent, with the reason."""
+    from agents import databricks_auth
+    from agents.auth import AgentAuthError, auth_headers
+
+    config = tmp_path / "databrickscfg"
+    config.write_text("[later-pat]\nhost = https://ws.cloud.databricks.com\ntoken = dapi0123\n")
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
+    databricks_auth.forget_configs()
+    deployment = Deployment.objects.create(
+        **{**APP, "query_endpoint": APP["query_endpoint"] + "/api/invocations"},
+        auth_kind="databricks",
+        databricks_profile="later-pat",
+    )
+    with pytest.raises(AgentAuthError, match="personal access token") as refused:
+        auth_headers(deployment)
+    assert "dapi0123" not in str(refused.value)
+    databricks_auth.forget_configs()
