@@ -18,6 +18,8 @@ from reviewapp import roles
 pytest_plugins = [
     "tests.support.mlflow_server",  # before agent_server, which imports it
     "tests.support.agent_server",
+    "tests.support.agent_runtime",
+    "tests.support.long_running_server",
     "tests.support.asgi_server",
     "tests.support.demo_agent",
 ]

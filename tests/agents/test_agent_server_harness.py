@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.agent_runtime import AgentRuntimeServer, agent_runtime_server  # noqa: F401
-from tests.support.long_running_server import LongRunningServer, long_running_server  # noqa: F401
+from tests.support.agent_runtime import AgentRuntimeServer
+from tests.support.long_running_server import LongRunningServer
 
 QUESTION = "how do durable agents resume"
 ANSWER = f"Echo: {QUESTION}"
@@ -70,7 +70,7 @@ def _messages(text: str = QUESTION) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def runtime(agent_runtime_server: AgentRuntimeServer) -> AgentRuntimeServer:  # noqa: F811
+def runtime(agent_runtime_server: AgentRuntimeServer) -> AgentRuntimeServer:
     agent_runtime_server.reset()
     return agent_runtime_server
 
@@ -250,7 +250,7 @@ def test_runtime_ingress_refuses_pat_missing_unknown_and_expired_tokens(
 
 
 @pytest.fixture
-def long_running(long_running_server: LongRunningServer) -> LongRunningServer:  # noqa: F811
+def long_running(long_running_server: LongRunningServer) -> LongRunningServer:
     long_running_server.reset()
     return long_running_server
 

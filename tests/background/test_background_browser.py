@@ -11,7 +11,6 @@ from agents import databricks_auth
 from agents.models import RequestLog
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-pytest_plugins = ["tests.support.agent_runtime"]
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from agents.schemas import TextDelta
 from agents.turns import run_turn, turn_start
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
-pytest_plugins = ["tests.support.long_running_server"]
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from tests.support.celery_workers import start_worker
 from tests.support.web_process import start_web
 
 pytestmark = [pytest.mark.integration]
-pytest_plugins = ["tests.support.agent_runtime"]
 
 
 @pytest.fixture
