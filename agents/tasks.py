@@ -35,7 +35,7 @@ def background_run_refresh(turn_id: int) -> str | None:
 def background_runs_sweep() -> int:
     """Run by beat every BACKGROUND_RUN_SWEEP_SECONDS: the runs whose turns are not finished,
     including those whose page was closed or whose web process stopped."""
-    turn_ids = collect.running_turn_ids()
+    turn_ids = collect.turns_due_a_check()
     for turn_id in turn_ids:
         background_run_refresh.delay(turn_id)
     return len(turn_ids)

@@ -335,9 +335,11 @@ RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 30, minimum=3)
 RUN_SWEEP_SECONDS = env_int("RUN_SWEEP_SECONDS", 30, minimum=1)
 
 # Turns answered in the background (Agent Runtime, LongRunningAgentServer; agents/background/):
-# beat asks the agent every BACKGROUND_RUN_SWEEP_SECONDS how each run nobody is following stands,
-# and gives up on a run still going BACKGROUND_RUN_MAX_SECONDS after its turn began.
+# beat sweeps every BACKGROUND_RUN_SWEEP_SECONDS for runs whose turns are not finished, and asks
+# the agent about each at most every BACKGROUND_RUN_CHECK_SECONDS; a run still going
+# BACKGROUND_RUN_MAX_SECONDS after its turn began is given up.
 BACKGROUND_RUN_SWEEP_SECONDS = env_int("BACKGROUND_RUN_SWEEP_SECONDS", 5, minimum=1)
+BACKGROUND_RUN_CHECK_SECONDS = env_int("BACKGROUND_RUN_CHECK_SECONDS", 10, minimum=1)
 BACKGROUND_RUN_MAX_SECONDS = env_int("BACKGROUND_RUN_MAX_SECONDS", 3600, minimum=10)
 
 CELERY_BEAT_SCHEDULE = {

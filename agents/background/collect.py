@@ -12,6 +12,8 @@ from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.auth import AgentAuthError, request_headers
@@ -24,7 +26,8 @@ from agents.turns import record
 from agents.turns.db import run_db
 
 logger = logging.getLogger(__name__)
-STATUS_TIMEOUT_S = 30.0
+STATUS_TIMEOUT_S = 10.0
+SWEEP_BATCH = 1000
 
 
 def adapter_of(kind: str) -> Adapter:
@@ -134,12 +137,21 @@ def running_turn(turn_id: int) -> RequestLog | None:
     )
 
 
-def running_turn_ids() -> list[int]:
-    return list(
-        RequestLog.objects.filter(agent_run_state="running")
-        .order_by("created_at")
-        .values_list("pk", flat=True)
-    )
+def turns_due_a_check() -> list[int]:
+    """The running turns the sweep should ask about now, marked as asked: each at most once per
+    BACKGROUND_RUN_CHECK_SECONDS, however long its check takes or waits in the queue."""
+    now = timezone.now()
+    due = now - timedelta(seconds=settings.BACKGROUND_RUN_CHECK_SECONDS)
+    with transaction.atomic():
+        turn_ids = list(
+            RequestLog.objects.filter(agent_run_state="running")
+            .filter(Q(agent_run_checked_at__isnull=True) | Q(agent_run_checked_at__lt=due))
+            .order_by("created_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:SWEEP_BATCH]
+        )
+        RequestLog.objects.filter(pk__in=turn_ids).update(agent_run_checked_at=now)
+    return turn_ids
 
 
 def elapsed_ms(turn: RequestLog) -> int:

@@ -81,6 +81,9 @@ class RequestLog(models.Model):
     # id, kept from the moment the agent accepts it, so the answer is read back by it even after
     # the page is closed or this app restarts (agents/background/).
     agent_run_id = models.CharField(max_length=128, blank=True)
+    # When the sweep last asked about the run (agents/background/collect.py): not again sooner
+    # than BACKGROUND_RUN_CHECK_SECONDS, so a slow or unreachable agent cannot pile checks up.
+    agent_run_checked_at = models.DateTimeField(null=True, blank=True)
     agent_run_state = models.CharField(
         max_length=8,
         choices=[("", "No background run"), ("running", "Running"), ("finished", "Finished")],

@@ -192,3 +192,29 @@ def test_a_turn_still_running_cannot_be_rated_and_can_once_answered(
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert api.post(url, thumbs_up, format="json").status_code == 201
+
+
+def test_the_sweep_asks_about_each_running_turn_at_most_once_per_interval(
+    app_deployment, runtime, reviewer, settings
+):
+    from datetime import timedelta
+
+    from agents import tasks
+
+    deployment = app_deployment(streaming=True)
+    run(deployment, reviewer, "swept later", stream=True, stop_after_deltas=1, delay_s=2)
+    turn = RequestLog.objects.get()
+    assert collect.turns_due_a_check() == [turn.pk]
+    assert collect.turns_due_a_check() == []  # asked already: not again before the interval
+    RequestLog.objects.filter(pk=turn.pk).update(
+        agent_run_checked_at=turn.created_at
+        - timedelta(seconds=settings.BACKGROUND_RUN_CHECK_SECONDS)
+    )
+    deadline = time.monotonic() + 30
+    while tasks.background_run_refresh(turn.pk) == "running":  # what each swept turn's task does
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    turn.refresh_from_db()
+    assert turn.response == "Echo: swept later"
+    assert tasks.background_run_refresh(turn.pk) is None  # finished: nothing to do
+    assert collect.turns_due_a_check() == []

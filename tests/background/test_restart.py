@@ -27,7 +27,14 @@ def beat_worker(redis_url, transactional_db, tmp_path):
     previous = app.conf.broker_url
     _use_broker(app, redis_url)
     app.control.purge()
-    worker = start_worker("sweeper", redis_url, tmp_path, beat=True, BACKGROUND_RUN_SWEEP_SECONDS=1)
+    worker = start_worker(
+        "sweeper",
+        redis_url,
+        tmp_path,
+        beat=True,
+        BACKGROUND_RUN_SWEEP_SECONDS=1,
+        BACKGROUND_RUN_CHECK_SECONDS=1,
+    )
     try:
         yield worker
     finally:
