@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import pytest
 
 from tests.support import REPO_ROOT
 from tests.support.mlflow_server import QUIET_ENV, _clean_env
-from tests.support.servers import free_port, running_on_free_port, stop_process, wait_for_health
+from tests.support.servers import ServerProcess, free_port, running_on_free_port, spawn_logged
 
 # Importing mlflow, FastAPI and agentbricks takes a few seconds on an idle 2-core machine.
 STARTUP_TIMEOUT_S = 90.0
@@ -52,7 +51,10 @@ class AgentRuntimeStartError(RuntimeError):
 
 
 @dataclass
-class AgentRuntimeServer:
+class AgentRuntimeServer(ServerProcess):
+    name = "Agent Runtime"
+    start_error = AgentRuntimeStartError
+
     url: str  # e.g. "http://127.0.0.1:54321": the app and the workspace host
     client_id: str
     client_secret: str
@@ -107,21 +109,6 @@ class AgentRuntimeServer:
         response.raise_for_status()
         return response.json()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise AgentRuntimeStartError(
-                f"The Agent Runtime exited with code {self.process.returncode}:\n"
-                f"{self.log()[-6000:]}"
-            )
-
-    def stop(self) -> None:
-        stop_process(self.process, STOP_TIMEOUT_S)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
 
 def _start(workdir: Path, secret: str, attempt: int) -> AgentRuntimeServer:
     port = free_port()
@@ -138,16 +125,7 @@ def _start(workdir: Path, secret: str, attempt: int) -> AgentRuntimeServer:
     )
     # agentbricks reads these; a developer's shell must not point the test runtime elsewhere.
     env = {k: v for k, v in env.items() if not k.startswith(("AGENTBRICKS_", "LAKEBASE_"))}
-    with log_path.open("wb") as log:
-        # A file, not a pipe: nobody reads a pipe while tests run, and a full one would block.
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(argv, env=env, log_path=log_path)
     return AgentRuntimeServer(
         url=f"http://127.0.0.1:{port}",
         client_id=CLIENT_ID,
@@ -159,12 +137,7 @@ def _start(workdir: Path, secret: str, attempt: int) -> AgentRuntimeServer:
 
 
 def _wait_for_health(server: AgentRuntimeServer) -> None:
-    url = f"{server.url}/_test/health"
-    if wait_for_health(url, server.check_alive, STARTUP_TIMEOUT_S) is None:
-        raise AgentRuntimeStartError(
-            f"The Agent Runtime did not answer {url} within {STARTUP_TIMEOUT_S:.0f} s:\n"
-            f"{server.log()[-6000:]}"
-        )
+    server.require_health(f"{server.url}/_test/health", STARTUP_TIMEOUT_S)
 
 
 @contextlib.contextmanager

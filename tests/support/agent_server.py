@@ -14,12 +14,9 @@ MLflow's default is 5 s), so a trace id it returns is not on the tracking server
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +25,8 @@ import httpx
 import pytest
 
 from tests.support import REPO_ROOT
-from tests.support.mlflow_server import QUIET_ENV, MlflowServer, _clean_env
-from tests.support.servers import free_port, running_on_free_port, stop_process, wait_for_health
+from tests.support.mlflow_server import QUIET_ENV, MlflowServer, _clean_env, wait_for_trace
+from tests.support.servers import ServerProcess, free_port, running_on_free_port, spawn_logged
 
 # Importing full mlflow and FastAPI takes a few seconds on an idle 2-core machine.
 STARTUP_TIMEOUT_S = 90.0
@@ -46,7 +43,10 @@ class AgentServerStartError(RuntimeError):
 
 
 @dataclass
-class AgentServerProcess:
+class AgentServerProcess(ServerProcess):
+    name = "AgentServer"
+    start_error = AgentServerStartError
+
     url: str  # e.g. "http://127.0.0.1:54321"
     tracking_uri: str
     experiment: str
@@ -67,35 +67,9 @@ class AgentServerProcess:
             f"{self.url}{path}", json=body, headers=RETURN_TRACE_HEADERS, timeout=60, **kwargs
         )
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise AgentServerStartError(
-                f"The AgentServer exited with code {self.process.returncode}:\n{self.log()[-6000:]}"
-            )
-
     def wait_for_trace(self, trace_id: str, spans: int, timeout_s: float = TRACE_WAIT_S):
         """The trace (`mlflow.entities.Trace`) once the tracking server has `spans` of its spans."""
-        import mlflow
-
-        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.check_alive()
-            with contextlib.suppress(mlflow.exceptions.MlflowException):
-                trace = client.get_trace(trace_id)
-                if len(trace.data.spans) >= spans:
-                    return trace
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Trace {trace_id} did not reach {self.tracking_uri}.")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        stop_process(self.process, STOP_TIMEOUT_S)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        return wait_for_trace(self.tracking_uri, trace_id, spans, timeout_s, self.check_alive)
 
 
 def _start(workdir: Path, tracking_uri: str, attempt: int) -> AgentServerProcess:
@@ -113,15 +87,7 @@ def _start(workdir: Path, tracking_uri: str, attempt: int) -> AgentServerProcess
             "PYTHONPATH": str(REPO_ROOT),
         }
     )
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(argv, env=env, log_path=log_path)
     return AgentServerProcess(
         url=f"http://127.0.0.1:{port}",
         tracking_uri=tracking_uri,
@@ -132,11 +98,7 @@ def _start(workdir: Path, tracking_uri: str, attempt: int) -> AgentServerProcess
 
 
 def _wait_for_health(server: AgentServerProcess) -> None:
-    if wait_for_health(f"{server.url}/health", server.check_alive, STARTUP_TIMEOUT_S) is None:
-        raise AgentServerStartError(
-            f"The AgentServer did not answer {server.url}/health within "
-            f"{STARTUP_TIMEOUT_S:.0f} s:\n{server.log()[-6000:]}"
-        )
+    server.require_health(f"{server.url}/health", STARTUP_TIMEOUT_S)
 
 
 @contextlib.contextmanager

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +36,8 @@ import pytest
 
 from tests.support import REPO_ROOT
 from tests.support.agent_server import EXPORT_INTERVAL_MS, RETURN_TRACE_HEADERS
-from tests.support.mlflow_server import QUIET_ENV, MlflowServer, _clean_env
-from tests.support.servers import free_port, running_on_free_port, stop_process, wait_for_health
+from tests.support.mlflow_server import QUIET_ENV, MlflowServer, _clean_env, wait_for_trace
+from tests.support.servers import ServerProcess, free_port, running_on_free_port, spawn_logged
 
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
@@ -56,7 +54,10 @@ class LongRunningServerStartError(RuntimeError):
 
 
 @dataclass
-class LongRunningServer:
+class LongRunningServer(ServerProcess):
+    name = "LongRunningAgentServer"
+    start_error = LongRunningServerStartError
+
     url: str  # e.g. "http://127.0.0.1:54321"
     tracking_uri: str
     experiment: str
@@ -94,36 +95,9 @@ class LongRunningServer:
         response.raise_for_status()
         return response.json()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise LongRunningServerStartError(
-                f"The LongRunningAgentServer exited with code {self.process.returncode}:\n"
-                f"{self.log()[-6000:]}"
-            )
-
     def wait_for_trace(self, trace_id: str, spans: int = 1, timeout_s: float = TRACE_WAIT_S):
         """The trace (`mlflow.entities.Trace`) once the tracking server has `spans` of its spans."""
-        import mlflow
-
-        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.check_alive()
-            with contextlib.suppress(mlflow.exceptions.MlflowException):
-                trace = client.get_trace(trace_id)
-                if len(trace.data.spans) >= spans:
-                    return trace
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Trace {trace_id} did not reach {self.tracking_uri}.")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        stop_process(self.process, STOP_TIMEOUT_S)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        return wait_for_trace(self.tracking_uri, trace_id, spans, timeout_s, self.check_alive)
 
 
 def _server_url() -> str:
@@ -171,15 +145,7 @@ def _start(workdir: Path, tracking_uri: str, database_url: str, attempt: int) ->
         }
     )
     env = {k: v for k, v in env.items() if not k.startswith("LAKEBASE_AUTOSCALING_")}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(argv, env=env, log_path=log_path)
     return LongRunningServer(
         url=f"http://127.0.0.1:{port}",
         tracking_uri=tracking_uri,
@@ -191,11 +157,7 @@ def _start(workdir: Path, tracking_uri: str, database_url: str, attempt: int) ->
 
 
 def _wait_for_health(server: LongRunningServer) -> None:
-    if wait_for_health(f"{server.url}/health", server.check_alive, STARTUP_TIMEOUT_S) is None:
-        raise LongRunningServerStartError(
-            f"The LongRunningAgentServer did not answer {server.url}/health within "
-            f"{STARTUP_TIMEOUT_S:.0f} s:\n{server.log()[-6000:]}"
-        )
+    server.require_health(f"{server.url}/health", STARTUP_TIMEOUT_S)
 
 
 @contextlib.contextmanager

@@ -235,3 +235,21 @@ if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] != "trace":
         sys.exit("usage: python -m tests.support.mlflow_server trace TRACKING_URI EXPERIMENT")
     print(json.dumps(_child_make_trace(sys.argv[2], sys.argv[3])))
+
+
+def wait_for_trace(tracking_uri: str, trace_id: str, spans: int, timeout_s: float, check_alive):
+    """The trace (`mlflow.entities.Trace`) once `tracking_uri` has `spans` of its spans (agent
+    servers export traces in batches, after they answer)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        check_alive()
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            trace = client.get_trace(trace_id)
+            if len(trace.data.spans) >= spans:
+                return trace
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Trace {trace_id} did not reach {tracking_uri}.")
+        time.sleep(0.2)

@@ -2,6 +2,8 @@
 for a health URL, and starting again when another process took the port first."""
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -68,3 +70,49 @@ def running_on_free_port(
         yield server
     finally:
         server.stop()
+
+
+def spawn_logged(argv: list[str], *, env: dict[str, str], log_path) -> subprocess.Popen:
+    """A server subprocess writing to a file, not a pipe (nobody reads a pipe while tests run,
+    and a full one would block it), in a session of its own so its group can be killed."""
+    from tests.support import REPO_ROOT
+
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+class ServerProcess:
+    """What a server subprocess's handle shares (mixed into a dataclass with `process` and
+    `log_path`): its log, whether it still runs, waiting for its health URL, stopping it."""
+
+    name = "server"
+    start_error: type[Exception] = RuntimeError
+    stop_timeout_s = 15.0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise self.start_error(
+                f"The {self.name} exited with code {self.process.returncode}:\n{self.log()[-6000:]}"
+            )
+
+    def require_health(self, url: str, timeout_s: float) -> None:
+        if wait_for_health(url, self.check_alive, timeout_s) is None:
+            raise self.start_error(
+                f"The {self.name} did not answer {url} within {timeout_s:.0f} s:\n"
+                f"{self.log()[-6000:]}"
+            )
+
+    def stop(self) -> None:
+        stop_process(self.process, self.stop_timeout_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
