@@ -16,8 +16,8 @@ class AgentAuthError(Exception):
 
 
 def auth_headers(deployment: Deployment) -> dict[str, str]:
-    """May call the workspace (an OAuth token's refresh): callers on an event loop run it in a
-    thread (agents.turns.call._headers)."""
+    """May call the workspace (an OAuth token's refresh): callers on an event loop use
+    request_headers, which runs it in a thread."""
     if deployment.auth_kind == AuthKind.ENV_TOKEN:
         token = os.environ.get(deployment.auth_env_var, "")
         if not token:

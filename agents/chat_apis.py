@@ -360,8 +360,11 @@ class RequestDetailApi(APIView):
         turn = selectors.request_get_for_user(request.user, request_id, with_trace=form != "none")
         if turn.agent_run_state == "running":
             # Asks the agent how the run stands: an API client polling a background turn sees it
-            # finish even where no Celery beat runs.
-            turn = collect.refresh_now(turn)
+            # finish even where no Celery beat runs (read again: with its trace, if it ended).
+            collect.refresh_now(turn)
+            turn = selectors.request_get_for_user(
+                request.user, request_id, with_trace=form != "none"
+            )
         data = TurnOutputSerializer(turn, context={"with_trace": form == "normalized"}).data
         if form == "raw":
             data["trace"] = turn.trace

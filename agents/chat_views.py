@@ -145,15 +145,14 @@ async def chat_turn_run(request: HttpRequest, pk: int, request_id: str) -> HttpR
     """A turn the agent answers in the background, polled by its page (every 2 s while it
     runs): asks the agent once how the run stands, and shows the answer once it has ended."""
     user = await request.auser()
-    deployment = await sync_to_async(_get_chat_deployment)(user, pk)
+    # Whoever may see the turn (its chat, or the request page of a reviewer).
     turn = await sync_to_async(selectors.request_get_for_user)(user, request_id, with_trace=False)
-    if turn.deployment_id != deployment.pk:
+    if turn.deployment_id != pk:
         raise Http404("No such turn in this chat.")
     if turn.agent_run_state == "running":
-        turn.deployment = deployment
         turn = await background_collect.refresh(turn)
     html = await sync_to_async(render_to_string)(
-        "agents/_turn.html", {"turn": turn, "deployment": deployment}, request=request
+        "agents/_turn.html", {"turn": turn, "deployment": turn.deployment}, request=request
     )
     return HttpResponse(html)
 

@@ -4,9 +4,9 @@ principal (machine to machine). No Django models here: the Deployment model chec
 with it when saved.
 
 One SDK Config per set of credentials, made once and shared by every call: building one reads
-the workspace's OAuth metadata over HTTP, and a Config caches its OAuth token and refreshes it
-before it expires (databricks.sdk.oauth.Refreshable: in the last half of its life, at most
-`_MAX_STALE_DURATION`), so a turn costs no token request.
+the workspace's OAuth metadata over HTTP, and a Config caches its OAuth token and fetches a new
+one before it expires (databricks.sdk.oauth: a token counts as expired 40 s before its end), so
+a turn costs no token request.
 """
 
 import configparser
@@ -17,7 +17,8 @@ from pathlib import Path
 SDK_TIMEOUT_S = 20
 
 _configs: dict[tuple, object] = {}
-_configs_lock = threading.Lock()
+_configs_lock = threading.Lock()  # guards the two dicts, never held across a network call
+_key_locks: dict[tuple, threading.Lock] = {}
 
 
 class DatabricksAuthError(Exception):
@@ -71,9 +72,9 @@ def profile_uses_pat(profile: str) -> bool:
         parser.read(path)
     except configparser.Error:
         return False  # the SDK will say what is wrong with the file when it is used
-    if not parser.has_section(profile):
+    if profile != parser.default_section and not parser.has_section(profile):
         return False
-    section = parser[profile]
+    section = parser[profile]  # DEFAULT is no section to configparser, but a profile to the SDK
     return bool(section.get("token")) and section.get("auth_type", "pat") == "pat"
 
 
@@ -83,6 +84,14 @@ def _config(key: tuple, where: str, **options):
 
     with _configs_lock:
         config = _configs.get(key)
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    if config is not None:
+        return config
+    # Building one may call its workspace for up to SDK_TIMEOUT_S: one set of credentials at a
+    # time (the others, of other workspaces, are not held up).
+    with key_lock:
+        with _configs_lock:
+            config = _configs.get(key)
         if config is None:
             try:
                 config = Config(
@@ -94,7 +103,8 @@ def _config(key: tuple, where: str, **options):
                 raise DatabricksAuthError(
                     f"databricks-sdk could not authenticate with {where}: {type(exc).__name__}"
                 ) from None
-            _configs[key] = config
+            with _configs_lock:
+                _configs[key] = config
     return config
 
 
@@ -111,3 +121,4 @@ def forget_configs() -> None:
     """For tests: the next call builds its Config again."""
     with _configs_lock:
         _configs.clear()
+        _key_locks.clear()

@@ -12,8 +12,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from django.conf import settings
+from django.utils import timezone
+
 from agents.background import collect
-from agents.background.protocols import RUNNING, RunProtocol, protocol_for
+from agents.background.protocols import RUNNING, RunProtocol, checked_run_id, protocol_for
 from agents.client import AgentCallError, StreamCut, StreamReader, post_json
 from agents.schemas import AgentReplyError, ItemAdded, TextDelta
 from agents.schemas.base import StreamAssembler
@@ -36,54 +39,99 @@ class Ended:
 async def run_in_background(
     started: StartedTurn, *, headers: dict[str, str], body: dict, stream: bool
 ) -> AsyncIterator[TextDelta | ItemAdded | Ended]:
-    deployment, turn = started.deployment, started.row
-    protocol = protocol_for(deployment.endpoint_kind)
-    start, chosen_id = protocol.start_body(body, stream=stream)
+    turn = started.row
+    protocol = protocol_for(started.deployment.endpoint_kind)
+    start, chosen_id = protocol.start_body(body, stream=stream, key=_run_key(started))
     turn.keep_raw("request_raw", json.dumps(start))
-    follower = _Follower(protocol, turn, headers, stream)
-    if stream and protocol.streams_from_start:
-        # Asked for a stream too, a LongRunningAgentServer answers the POST with the run's
-        # events, each naming the run: the turn is saved with the first.
-        opening = StreamReader(
-            deployment.query_endpoint,
-            start,
-            headers=headers,
-            timeout_s=deployment.request_timeout_s,
-        )
-        async for event in follower.follow(opening):
-            if isinstance(event, RunKnown):
-                turn = await _save_running(started, event.run_id, 200)
-            else:
-                yield event
-        if not turn.agent_run_id:
-            # No run: a server without background runs (no database) streamed a plain answer.
-            turn.apply_reply(follower.assembler.reply(), 200)
-            turn.keep_raw("response_raw", opening.raw)
-            turn.execution_time_ms = collect.elapsed_ms(turn)
-            yield Ended(await run_db(record.save_turn, turn, **_save_args(started)))
-            return
+    follower = _Follower(protocol, turn, headers)
+    if chosen_id:
+        steps = _start_named(started, follower, start, chosen_id, stream=stream)
+    elif stream and protocol.streams_from_start:
+        steps = _start_streamed(started, follower, start)
     else:
+        steps = _start_answered_with_id(started, follower, start)
+    async for event in steps:
+        yield event
+        if isinstance(event, Ended):
+            return
+    if follower.trace_id:  # a stream's trace id, which the run's final state may leave out
+        await run_db(record.keep_trace_id, follower.turn.pk, follower.trace_id)
+    yield Ended(await _wait_for_end(follower.turn, headers, follower.trace_id))
+
+
+async def _start_named(started: StartedTurn, follower, start: dict, run_id: str, *, stream: bool):
+    """Agent Runtime: the app names the run, so the turn is saved with it before the run is
+    started; a turn whose start failed is finished with the reason."""
+    deployment = started.deployment
+    turn = follower.turn = await _save_running(started, run_id, 202)
+    try:
         accepted = await post_json(
             deployment.query_endpoint,
             start,
-            headers=headers,
+            headers=follower.headers,
             timeout_s=deployment.request_timeout_s,
         )
-        try:
-            run_id = protocol.run_id_of(accepted.json, chosen_id)
-        except ValueError as exc:
-            raise AgentReplyError(str(exc)) from None
-        turn = await _save_running(started, run_id, accepted.status_code)
-        if collect.run_state(deployment.endpoint_kind, accepted) != RUNNING:
-            # A server without background runs answers the POST itself.
-            collect.apply_end(turn, deployment.endpoint_kind, accepted)
-            yield Ended((await run_db(record.finish_run, turn))[0])
-            return
-        if stream:
-            follower.turn = turn
-            async for event in follower.follow(None):
-                yield event
-    yield Ended(await _wait_for_end(turn, headers, follower.trace_id))
+    except AgentCallError as exc:
+        turn.fail(exc.message, exc.detail, exc.status_code)
+        turn.keep_raw("response_raw", exc.raw)
+        turn.execution_time_ms = collect.elapsed_ms(turn)
+        yield Ended((await run_db(record.finish_run, turn))[0])
+        return
+    if collect.run_state(deployment.endpoint_kind, accepted) != RUNNING:
+        collect.apply_end(turn, deployment.endpoint_kind, accepted)
+        yield Ended((await run_db(record.finish_run, turn))[0])
+        return
+    if stream:
+        async for event in follower.follow(None):
+            yield event
+
+
+async def _start_streamed(started: StartedTurn, follower, start: dict):
+    """LongRunningAgentServer, streamed: the POST answers with the run's events, each naming
+    the run; the turn is saved with the first. Until it comes, nothing is known to resume, so
+    the first event is awaited as long as a run may last."""
+    deployment = started.deployment
+    opening = StreamReader(
+        deployment.query_endpoint,
+        start,
+        headers=follower.headers,
+        timeout_s=max(deployment.request_timeout_s, settings.BACKGROUND_RUN_MAX_SECONDS),
+    )
+    async for event in follower.follow(opening):
+        if isinstance(event, RunKnown):
+            follower.turn = await _save_running(started, event.run_id, 200)
+        else:
+            yield event
+    if not follower.turn.agent_run_id:
+        # No run: a server without background runs (no database) streamed a plain answer.
+        turn = follower.turn
+        turn.apply_reply(follower.assembler.reply(), 200)
+        turn.keep_raw("response_raw", opening.raw)
+        turn.execution_time_ms = collect.elapsed_ms(turn)
+        yield Ended(await run_db(record.save_turn, turn, **_save_args(started)))
+
+
+async def _start_answered_with_id(started: StartedTurn, follower, start: dict):
+    """LongRunningAgentServer, polled: the POST answers with the run's id (or, from a server
+    without background runs, with the answer itself)."""
+    deployment, turn = started.deployment, started.row
+    accepted = await post_json(
+        deployment.query_endpoint,
+        start,
+        headers=follower.headers,
+        timeout_s=deployment.request_timeout_s,
+    )
+    try:
+        run_id = follower.protocol.accepted_run_id(accepted.json)
+    except ValueError:
+        turn.keep_raw("response_raw", accepted.text)
+        turn.apply_reply(
+            collect.adapter_of(deployment.endpoint_kind).parse_reply(accepted.json), 200
+        )
+        turn.execution_time_ms = collect.elapsed_ms(turn)
+        yield Ended(await run_db(record.save_turn, turn, **_save_args(started)))
+        return
+    follower.turn = await _save_running(started, run_id, accepted.status_code)
 
 
 class RunKnown:
@@ -96,7 +144,7 @@ class _Follower:
     and an event sent again is dropped. Errors of the stream end the following, not the run:
     its state says how it ended."""
 
-    def __init__(self, protocol: RunProtocol, turn, headers: dict[str, str], stream: bool):
+    def __init__(self, protocol: RunProtocol, turn, headers: dict[str, str]):
         self.protocol, self.turn, self.headers = protocol, turn, headers
         self.assembler: StreamAssembler = collect.adapter_of(protocol.kind).assembler()
         self.position, self.seen, self.run_id = 0, None, ""
@@ -136,11 +184,14 @@ class _Follower:
 
     def _take(self, reader: StreamReader, payload) -> list:
         events: list = []
-        if not self.run_id and not self.turn.agent_run_id:
-            run_id = payload.get("response_id") if isinstance(payload, dict) else None
-            if isinstance(run_id, str) and run_id:
-                self.run_id = run_id
-                events.append(RunKnown(run_id))
+        if not self.run_id and not self.turn.agent_run_id and isinstance(payload, dict):
+            run_id = payload.get("response_id")
+            if run_id is not None:
+                try:
+                    self.run_id = checked_run_id(run_id)
+                except ValueError as exc:
+                    raise AgentReplyError(str(exc)) from None
+                events.append(RunKnown(self.run_id))
         number = self.protocol.position(reader.last_event_id, payload)
         if number is not None:
             if self.seen is not None and number <= self.seen:
@@ -154,9 +205,18 @@ async def _save_running(started: StartedTurn, run_id: str, status_code: int):
     turn = started.row
     turn.agent_run_id, turn.agent_run_state, turn.status_code = run_id, "running", status_code
     turn.execution_time_ms = collect.elapsed_ms(turn)
+    # The sweep leaves it to this request for a while: it is following the run.
+    turn.agent_run_checked_at = timezone.now()
     turn = await run_db(record.save_turn, turn, **_save_args(started))
     turn.deployment = started.deployment
     return turn
+
+
+def _run_key(started: StartedTurn) -> str:
+    """What names a run the app chooses: the turn's idempotency key, so a send tried again
+    after its process died names the same run, which the runtime then does not start twice."""
+    key = started.idempotency_key
+    return f"{started.user.pk}:{key}" if key else ""
 
 
 def _save_args(started: StartedTurn) -> dict:

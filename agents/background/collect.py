@@ -52,7 +52,7 @@ def apply_end(turn: RequestLog, kind: str, response: AgentResponse, trace_id: st
     if state == COMPLETED:
         try:
             reply = adapter_of(kind).parse_reply(response.json)
-            reply.trace_id = reply.trace_id or trace_id or None
+            reply.trace_id = reply.trace_id or trace_id or turn.mlflow_trace_id or None
             turn.apply_reply(reply, 200)
             turn.incomplete = False
             turn.error = turn.error_detail = ""
@@ -131,7 +131,7 @@ async def _refresh_and_close(turn: RequestLog) -> RequestLog:
 
 def running_turn(turn_id: int) -> RequestLog | None:
     return (
-        RequestLog.objects.select_related("deployment", "conversation")
+        RequestLog.objects.select_related("deployment")
         .filter(pk=turn_id, agent_run_state="running")
         .first()
     )

@@ -12,6 +12,7 @@ metadata.trace_id?}; GET {endpoint}/{id}?stream=true&starting_after=N → the ev
 `sequence_number` is past N (0 means all, so a resumed stream skips what it has seen).
 """
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,16 @@ from typing import Any
 from agents.models import EndpointKind
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+ACCEPTED = ("queued", "in_progress", "active")
+RUN_NAMESPACE = uuid.UUID("5d7a2f0e-8d6b-4c1e-9a43-2f6b1c0e7a15")  # run ids made from turn keys
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def checked_run_id(value: Any) -> str:
+    """A run id the server gave, fit for a URL path and the request log, or ValueError."""
+    if not isinstance(value, str) or not _RUN_ID.fullmatch(value):
+        raise ValueError("the agent named its run with no usable id")
+    return value
 
 
 @dataclass(frozen=True)
@@ -32,24 +43,24 @@ class RunProtocol:
         with the run's id and serves its events apart."""
         return self.kind == EndpointKind.MLFLOW_LONG_RUNNING
 
-    def start_body(self, body: dict, *, stream: bool) -> tuple[dict, str]:
-        """The POST that starts a run, and its id when the client chooses it ("" otherwise)."""
-        body = {key: value for key, value in body.items() if key != "stream"}
+    def start_body(self, body: dict, *, stream: bool, key: str = "") -> tuple[dict, str]:
+        """The POST that starts a run, and its id when the client chooses it ("" otherwise):
+        the runtime's `id` is its idempotency key, so the same `key` names the same run."""
+        body = {name: value for name, value in body.items() if name != "stream"}
         body["background"] = True
         if stream and self.streams_from_start:
             body["stream"] = True
         if self.kind == EndpointKind.AGENT_RUNTIME:
-            run_id = str(uuid.uuid4())
+            run_id = str(uuid.uuid5(RUN_NAMESPACE, key) if key else uuid.uuid4())
             return {"id": run_id, **body}, run_id
         return body, ""
 
-    def run_id_of(self, accepted: Any, chosen: str) -> str:
-        if chosen:
-            return chosen
-        run_id = accepted.get("id") if isinstance(accepted, dict) else None
-        if not isinstance(run_id, str) or not run_id or len(run_id) > 128 or "/" in run_id:
-            raise ValueError("the agent accepted the run without a usable `id`")
-        return run_id
+    def accepted_run_id(self, accepted: Any) -> str:
+        """The id of a run the server accepted; ValueError when its answer is no acceptance
+        (a server without background runs answers the request itself)."""
+        if not isinstance(accepted, dict) or accepted.get("status") not in ACCEPTED:
+            raise ValueError("not a background run's acceptance")
+        return checked_run_id(accepted.get("id"))
 
     def status_url(self, endpoint: str, run_id: str) -> str:
         return f"{endpoint.rstrip('/')}/{run_id}"

@@ -33,7 +33,7 @@ class EndpointKind(models.TextChoices):
 
 
 # The kinds that can answer in the background: the run has an id the app keeps with the turn,
-# and reads the answer back by it (agents/runs/).
+# and reads the answer back by it (agents/background/).
 BACKGROUND_KINDS = frozenset({EndpointKind.AGENT_RUNTIME, EndpointKind.MLFLOW_LONG_RUNNING})
 # The path each of them is asked at, appended to a bare app or server URL.
 INVOCATION_PATH = {
@@ -307,6 +307,8 @@ class Deployment(models.Model):
         if self.auth_kind not in SECRET_IN_ENV and self.auth_env_var:
             errors["auth_env_var"] = ["Only used with a token or a secret from the environment."]
         errors.update(self._oauth_errors())
+        if self.query_endpoint:
+            errors.update(self._invocation_path_errors())
         errors.update(self._custom_inputs_errors())
         if errors:
             raise ValidationError(errors)
@@ -340,6 +342,17 @@ class Deployment(models.Model):
         path = INVOCATION_PATH.get(self.endpoint_kind)
         if path and self.query_endpoint and urlsplit(self.query_endpoint).path in ("", "/"):
             self.query_endpoint = self.query_endpoint.rstrip("/") + path
+
+    def _invocation_path_errors(self) -> dict[str, list[str]]:
+        # A run's state and events are read below this path: any other would be asked in vain.
+        path = INVOCATION_PATH.get(self.endpoint_kind)
+        if path and not urlsplit(self.query_endpoint).path.rstrip("/").endswith(path):
+            return {
+                "query_endpoint": [
+                    f"Give the server's URL, or its URL ending in {path}: its runs are read there."
+                ]
+            }
+        return {}
 
     def _fill_derived_names(self) -> None:
         if not (self.model_name and self.model_version):

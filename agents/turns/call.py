@@ -161,8 +161,10 @@ async def _call(started: StartedTurn, *, stream: bool) -> AsyncIterator[TurnEven
     except AgentAuthError as exc:
         _fail(turn, "The app has no usable credentials for this endpoint.", str(exc), 401)
     except (asyncio.CancelledError, GeneratorExit):
-        if turn.agent_run_state == "running":
-            raise  # saved with its run, which goes on: the page's poll or the sweep finishes it
+        if turn.pk is not None:
+            # Saved already: a background run (which goes on; the page's poll or the sweep
+            # finishes it), or a turn whose end was being handed over.
+            raise
         # The client went away (Stop, a closed tab): keep what arrived, then let it unwind.
         turn.keep_partial(_partial(assembler))
         _fail(turn, STOPPED, "the client closed the connection", 499)

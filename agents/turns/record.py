@@ -123,10 +123,16 @@ def finish_run(turn: RequestLog) -> tuple[RequestLog, bool]:
     turn.agent_run_state = "finished"
     values = {name: getattr(turn, name) for name in [*RUN_END_FIELDS, "agent_run_state"]}
     written = RequestLog.objects.filter(pk=turn.pk, agent_run_state="running").update(**values)
-    saved = RequestLog.objects.select_related("deployment", "conversation").get(pk=turn.pk)
+    saved = RequestLog.objects.select_related("deployment").get(pk=turn.pk)
     if written and hasattr(turn, "normalized_trace"):
         saved.normalized_trace = turn.normalized_trace
     return saved, bool(written)
+
+
+def keep_trace_id(turn_id: int, trace_id: str) -> None:
+    """A trace id a background run's stream carried, for a turn finished without one (by a
+    reader of the run's final state, which may leave it out)."""
+    RequestLog.objects.filter(pk=turn_id, mlflow_trace_id="").update(mlflow_trace_id=trace_id[:128])
 
 
 def keeps_agent_request_id(turn: RequestLog) -> bool:

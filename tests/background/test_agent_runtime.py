@@ -204,12 +204,14 @@ def test_the_sweep_asks_about_each_running_turn_at_most_once_per_interval(
     deployment = app_deployment(streaming=True)
     run(deployment, reviewer, "swept later", stream=True, stop_after_deltas=1, delay_s=2)
     turn = RequestLog.objects.get()
-    assert collect.turns_due_a_check() == [turn.pk]
-    assert collect.turns_due_a_check() == []  # asked already: not again before the interval
+    # Just saved by the request that follows it: the sweep leaves it alone for an interval.
+    assert collect.turns_due_a_check() == []
     RequestLog.objects.filter(pk=turn.pk).update(
         agent_run_checked_at=turn.created_at
         - timedelta(seconds=settings.BACKGROUND_RUN_CHECK_SECONDS)
     )
+    assert collect.turns_due_a_check() == [turn.pk]
+    assert collect.turns_due_a_check() == []  # asked already: not again before the interval
     deadline = time.monotonic() + 30
     while tasks.background_run_refresh(turn.pk) == "running":  # what each swept turn's task does
         assert time.monotonic() < deadline
@@ -218,3 +220,61 @@ def test_the_sweep_asks_about_each_running_turn_at_most_once_per_interval(
     assert turn.response == "Echo: swept later"
     assert tasks.background_run_refresh(turn.pk) is None  # finished: nothing to do
     assert collect.turns_due_a_check() == []
+
+
+def test_a_client_gone_while_the_end_is_written_does_not_save_the_turn_twice(
+    transactional_db, app_deployment, runtime, reviewer, monkeypatch
+):
+    """The page goes away while the run's end is being written (in a thread, which goes on):
+    the turn stays as written, not saved again as stopped."""
+    import asyncio
+
+    from agents.turns import record
+
+    finish_run = record.finish_run
+
+    def slow_finish(turn):
+        saved = finish_run(turn)
+        time.sleep(1)  # the request is cancelled meanwhile
+        return saved
+
+    monkeypatch.setattr(record, "finish_run", slow_finish)
+    deployment = app_deployment(streaming=False)
+
+    async def go():
+        async def consume():
+            started = await turn_start(
+                user=reviewer, deployment_id=deployment.pk, message="hand over", custom_inputs={}
+            )
+            async for _event in run_turn(started, stream=False):
+                pass
+
+        task = asyncio.ensure_future(consume())
+        try:
+            while not await _finished_in_db():
+                await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            await close_http_client()
+
+    async_to_sync(go)()
+    turn = RequestLog.objects.get()  # one row
+    assert turn.response == "Echo: hand over" and turn.error == ""
+
+
+async def _finished_in_db() -> bool:
+    from asgiref.sync import sync_to_async
+
+    # Another thread: the turn's own steps hold the test's thread while they run.
+    return await sync_to_async(_finished_exists, thread_sensitive=False)()
+
+
+def _finished_exists() -> bool:
+    from django.db import connection
+
+    try:
+        return RequestLog.objects.filter(agent_run_state="finished").exists()
+    finally:
+        connection.close()

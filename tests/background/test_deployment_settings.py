@@ -126,3 +126,48 @@ def test_a_profile_that_turns_out_to_hold_a_pat_is_refused_when_sending(db, tmp_
         auth_headers(deployment)
     assert "dapi0123" not in str(refused.value)
     databricks_auth.forget_configs()
+
+
+def test_a_pat_in_the_default_profile_is_refused(admin_api, tmp_path, monkeypatch):
+    config = tmp_path / "databrickscfg"
+    config.write_text("[DEFAULT]\nhost = https://ws.cloud.databricks.com\ntoken = dapi0123\n")
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
+    response = admin_api.post(
+        LIST_URL, {**APP, "auth_kind": "databricks", "databricks_profile": "DEFAULT"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["databricks_profile"] == [PAT_REFUSED]
+
+
+@pytest.mark.parametrize(
+    ("kind", "url"),
+    [
+        ("agent_runtime", "https://agent-bricks-x.aws.databricksapps.com/invocations"),
+        ("mlflow_long_running", "http://127.0.0.1:8000/invocations"),
+    ],
+)
+def test_a_url_whose_runs_cannot_be_read_back_is_refused(admin_api, kind, url):
+    fields = {**APP, "endpoint_kind": kind, "query_endpoint": url, "auth_kind": "databricks_m2m"}
+    fields |= {"databricks_host": "https://ws.example.com", "oauth_client_id": "c"}
+    fields |= {"auth_env_var": "SP_SECRET"}
+    response = admin_api.post(LIST_URL, fields, format="json")
+    assert response.status_code == 400
+    assert "its runs are read there" in response.json()["query_endpoint"][0]
+
+
+def test_a_send_tried_again_names_the_same_runtime_run():
+    from agents.background.protocols import protocol_for
+
+    runtime = protocol_for("agent_runtime")
+    body = {"session_id": "c", "input": {"messages": []}, "stream": True}
+    first, first_id = runtime.start_body(body, stream=True, key="7:key-1")
+    _again, again_id = runtime.start_body(body, stream=True, key="7:key-1")
+    _other, other_id = runtime.start_body(body, stream=True, key="7:key-2")
+    assert first_id == again_id != other_id
+    # The runtime serves a run's events apart, so it is started without `stream`.
+    assert first == {
+        "id": first_id,
+        "session_id": "c",
+        "input": {"messages": []},
+        "background": True,
+    }
