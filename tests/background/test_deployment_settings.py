@@ -171,3 +171,39 @@ def test_a_send_tried_again_names_the_same_runtime_run():
         "input": {"messages": []},
         "background": True,
     }
+
+
+def test_a_manifest_declares_an_app_with_a_service_principal_and_refuses_a_pat(db, admin_user):
+    from django.core.exceptions import ValidationError
+
+    from manifests import selectors as manifest_selectors
+    from manifests import services as manifests
+
+    app = {
+        "name": "support agent",
+        "model_name": APP["model_name"],
+        "model_version": "1",
+        "endpoint_kind": "agent_runtime",
+        "query_endpoint": APP["query_endpoint"],
+        "auth_kind": "env_token",
+        "auth_env_var": "DATABRICKS_TOKEN",
+    }
+    with pytest.raises(ValidationError) as refused:
+        manifests.manifest_apply(user=admin_user, manifest={"version": 1, "deployments": [app]})
+    assert PAT_REFUSED in refused.value.message_dict["deployments[0].auth_kind"]
+    assert not Deployment.objects.exists()
+
+    app |= {
+        "auth_kind": "databricks_m2m",
+        "auth_env_var": "SUPPORT_SP_SECRET",
+        "databricks_host": "https://ws.cloud.databricks.com",
+        "oauth_client_id": "6f1c2e0a-client",
+    }
+    manifests.manifest_apply(user=admin_user, manifest={"version": 1, "deployments": [app]})
+    exported = manifest_selectors.manifest_export()["deployments"][0]
+    assert exported["oauth_client_id"] == "6f1c2e0a-client"
+    assert exported["query_endpoint"].endswith("/api/invocations")
+    assert (
+        manifests.manifest_apply(user=admin_user, manifest=manifest_selectors.manifest_export())
+        == []
+    )
