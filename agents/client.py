@@ -148,7 +148,12 @@ async def _read_capped(response: aiohttp.ClientResponse) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def _request(url: str, body: dict, headers: dict[str, str], timeout_s: float):
+def _request(url: str, body: dict | None, headers: dict[str, str], timeout_s: float):
+    """A POST of `body`, or without one a GET (a background run's state or events)."""
+    if body is None:
+        return http_client().get(
+            url, headers=headers, timeout=_timeout(timeout_s), allow_redirects=False
+        )
     return http_client().post(
         url,
         data=json.dumps(body).encode(),
@@ -183,23 +188,19 @@ def _checked(status_code: int, text: str) -> AgentResponse:
 async def post_json(
     url: str, body: dict, *, headers: dict[str, str], timeout_s: float
 ) -> AgentResponse:
-    try:
-        async with _request(url, body, headers, timeout_s) as response:
-            text = await _read_capped(response)
-            status = response.status
-    except TimeoutError:
-        raise _timed_out(timeout_s, url) from None
-    except aiohttp.ClientError as exc:
-        raise _unreachable(exc, url) from None
-    return _checked(status, text)
+    return await _json_call(url, body, headers, timeout_s)
 
 
 async def get_checked(url: str, *, headers: dict[str, str], timeout_s: float) -> AgentResponse:
     """A GET whose JSON answer matters (a background run's state): failures raise, as a POST's."""
+    return await _json_call(url, None, headers, timeout_s)
+
+
+async def _json_call(
+    url: str, body: dict | None, headers: dict[str, str], timeout_s: float
+) -> AgentResponse:
     try:
-        async with http_client().get(
-            url, headers=headers, timeout=_timeout(timeout_s), allow_redirects=False
-        ) as response:
+        async with _request(url, body, headers, timeout_s) as response:
             text = await _read_capped(response)
             status = response.status
     except TimeoutError:
@@ -240,15 +241,7 @@ class StreamReader:
     async def __aiter__(self) -> AsyncIterator[object]:
         headers = {**self.headers, "Accept": "text/event-stream"}
         try:
-            if self.body is None:
-                response = await http_client().get(
-                    self.url,
-                    headers=headers,
-                    timeout=_timeout(self.timeout_s),
-                    allow_redirects=False,
-                )
-            else:
-                response = await _request(self.url, self.body, headers, self.timeout_s)
+            response = await _request(self.url, self.body, headers, self.timeout_s)
         except TimeoutError:
             raise _timed_out(self.timeout_s, self.url) from None
         except aiohttp.ClientError as exc:

@@ -2,39 +2,26 @@
 kill it the way a machine dies (SIGKILL) and start it again."""
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.celery_workers import REPO_ROOT, database_url
+from tests.support.celery_workers import REPO_ROOT, Worker, database_url
 from tests.support.servers import free_port, wait_for_health
 
 STARTUP_TIMEOUT_S = 60.0
 
 
 @dataclass
-class WebProcess:
+class WebProcess(Worker):
+    """Killed and stopped as a worker is (its process group); `url` is where it serves."""
+
     url: str
-    process: subprocess.Popen
-    log: Path
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             raise RuntimeError(f"the web process exited:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def start_web(broker_url: str, tmp: Path, *, port: int | None = None, **env) -> WebProcess:
@@ -52,7 +39,7 @@ def start_web(broker_url: str, tmp: Path, *, port: int | None = None, **env) -> 
     with log.open("ab") as out:
         process = subprocess.Popen(argv, cwd=REPO_ROOT, env=environment, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    web = WebProcess(f"http://127.0.0.1:{port}", process, log)
+    web = WebProcess(f"web-{port}", process, log, f"http://127.0.0.1:{port}")
     if wait_for_health(f"{web.url}/healthz/", web.check_alive, STARTUP_TIMEOUT_S) is None:
         web.stop()
         raise RuntimeError(f"the web process did not start:\n{log.read_text()[-3000:]}")
