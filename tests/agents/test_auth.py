@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agents import auth, databricks_auth  # noqa: F401
+from agents import databricks_auth
 from agents.auth import AgentAuthError, auth_headers
 from agents.models import AuthKind, Deployment
 

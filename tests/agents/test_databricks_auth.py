@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from agents import auth, databricks_auth  # noqa: F401
+from agents import databricks_auth
 from agents.auth import auth_headers
 from agents.models import Deployment
 from tests.support.fake_databricks import (
