@@ -62,7 +62,7 @@ class RunListApi(APIView):
 class RunApi(APIView):
     @extend_schema(responses={200: RUN})
     def get(self, request: Request, name: str) -> Response:
-        return Response(run_dict(runs.run_get(request.user, name)))
+        return Response(run_dict(run_selectors.run_get(request.user, name)))
 
 
 class RunRowsApi(APIView):
@@ -74,7 +74,7 @@ class RunRowsApi(APIView):
         responses={200: OpenApiResponse(description="{rows: [...], next_after}")},
     )
     def get(self, request: Request, name: str) -> Response:
-        run = runs.run_get(request.user, name)
+        run = run_selectors.run_get(request.user, name)
         after = _whole(request.query_params.get("after"), 0)
         limit = min(_whole(request.query_params.get("limit"), run_selectors.ROWS_PAGE),
                     run_selectors.ROWS_PAGE)  # fmt: skip
@@ -98,7 +98,10 @@ class RunCompareApi(APIView):
         responses={200: OpenApiResponse(description="{metrics: [...], changed_rows: [...]}")},
     )
     def get(self, request: Request, name: str, other: str) -> Response:
-        base, compared = runs.run_get(request.user, name), runs.run_get(request.user, other)
+        base, compared = (
+            run_selectors.run_get(request.user, name),
+            run_selectors.run_get(request.user, other),
+        )
         try:
             tolerance = float(request.query_params.get("tolerance", 0))
         except ValueError:
@@ -111,7 +114,7 @@ class RunCompareApi(APIView):
 class RunCancelApi(APIView):
     @extend_schema(request=None, responses={200: RUN})
     def post(self, request: Request, name: str) -> Response:
-        run = runs.run_get(request.user, name)
+        run = run_selectors.run_get(request.user, name)
         runs.run_cancel(run)
         return Response(run_dict(run))
 
@@ -119,6 +122,6 @@ class RunCancelApi(APIView):
 class RunResumeApi(APIView):
     @extend_schema(request=None, responses={200: RUN})
     def post(self, request: Request, name: str) -> Response:
-        run = runs.run_get(request.user, name)
+        run = run_selectors.run_get(request.user, name)
         resumed = runs.run_resume(run)
         return Response({**run_dict(run), "resumed_rows": resumed})

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
+from django.http import Http404
 
 from agents import selectors as agent_selectors
 from evaluation import evaluators
@@ -24,6 +25,14 @@ def runs_visible_to(user: AbstractBaseUser) -> QuerySet[Run]:
         Q(kind=RunKind.BATCH, deployment__in=ids)
         | Q(kind=RunKind.EVALUATION, base_run__deployment__in=ids)
     ).select_related("dataset_version__dataset", "base_run", "deployment")
+
+
+def run_get(user: AbstractBaseUser, name: str) -> Run:
+    """The run, if the user may see it (runs_visible_to); Http404 otherwise."""
+    run = runs_visible_to(user).filter(name=name).first()
+    if run is None:
+        raise Http404(f"No run named {name!r}.")
+    return run
 
 
 def run_list(user: AbstractBaseUser, *, limit: int = 200) -> list[Run]:

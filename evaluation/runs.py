@@ -15,10 +15,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.http import Http404
 from django.utils import timezone
 
-from agents import selectors as agent_selectors
 from evaluation.models import DatasetRow, RowStatus, Run, RunRow, RunStatus
 from evaluation.run_specs import check_run_spec
 from reviewapp import roles
@@ -27,21 +25,6 @@ from reviewapp import roles
 def require_runner(user: AbstractBaseUser) -> None:
     if not roles.can_review(user):
         raise PermissionDenied("Only reviewers and admins may run batches and evaluations.")
-
-
-def run_get(user: AbstractBaseUser, name: str) -> Run:
-    """The run, if the user may see its deployment; Http404 otherwise."""
-    require_runner(user)
-    run = Run.objects.select_related("dataset_version__dataset", "base_run").filter(name=name)
-    run = run.first()
-    if run is not None:
-        deployment_id = run.deployment_id or run.base_run.deployment_id
-        try:
-            agent_selectors.deployment_get_for_user(user, deployment_id, include_disabled=True)
-            return run
-        except Http404:
-            pass
-    raise Http404(f"No run named {name!r}.")
 
 
 def run_create(*, user: AbstractBaseUser, spec: dict) -> Run:

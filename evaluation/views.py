@@ -35,7 +35,7 @@ def _progress_context(run: Run) -> dict:
 @require_GET
 @login_required
 def run_detail(request: HttpRequest, name: str) -> HttpResponse:
-    run = runs.run_get(request.user, name)
+    run = run_selectors.run_get(request.user, name)
     after = request.GET.get("after", "")
     rows = run_selectors.run_rows(run, after=_position(after))
     evaluators = [spec["name"] for spec in run.evaluators]
@@ -59,7 +59,7 @@ def run_detail(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 def run_progress(request: HttpRequest, name: str) -> HttpResponse:
     """The progress card alone, which the page polls while the run works."""
-    run = runs.run_get(request.user, name)
+    run = run_selectors.run_get(request.user, name)
     response = render(request, "evaluation/run_detail.html#progress", _progress_context(run))
     if request.htmx and run.status != RunStatus.RUNNING:
         response["HX-Refresh"] = "true"  # it ended: reload the page once, rows and metrics too
@@ -69,7 +69,7 @@ def run_progress(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 @login_required
 def run_cancel(request: HttpRequest, name: str) -> HttpResponse:
-    run = runs.run_get(request.user, name)
+    run = run_selectors.run_get(request.user, name)
     if runs.run_cancel(run):
         messages.success(request, f"Run {run.name} cancelled: the rows in flight finish.")
     return redirect("evaluation:run_detail", name=run.name)
@@ -78,7 +78,7 @@ def run_cancel(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 @login_required
 def run_resume(request: HttpRequest, name: str) -> HttpResponse:
-    run = runs.run_get(request.user, name)
+    run = run_selectors.run_get(request.user, name)
     try:
         left = runs.run_resume(run)
     except ValidationError as exc:
@@ -92,7 +92,7 @@ def run_resume(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 @login_required
 def run_review(request: HttpRequest, name: str) -> HttpResponse:
-    run = runs.run_get(request.user, name)
+    run = run_selectors.run_get(request.user, name)
     try:
         session = reviews.run_review_session(
             user=request.user,
@@ -111,8 +111,8 @@ def run_review(request: HttpRequest, name: str) -> HttpResponse:
 @require_GET
 @login_required
 def run_compare(request: HttpRequest, name: str) -> HttpResponse:
-    base = runs.run_get(request.user, name)
-    other = runs.run_get(request.user, request.GET.get("other", ""))
+    base = run_selectors.run_get(request.user, name)
+    other = run_selectors.run_get(request.user, request.GET.get("other", ""))
     compared = run_selectors.run_compare(base, other)
     for changed in compared["changed_rows"]:
         changed["sides"] = [changed["base"], changed["other"]]
