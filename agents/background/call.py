@@ -147,7 +147,7 @@ class _Follower:
     def __init__(self, protocol: RunProtocol, turn, headers: dict[str, str]):
         self.protocol, self.turn, self.headers = protocol, turn, headers
         self.assembler: StreamAssembler = collect.adapter_of(protocol.kind).assembler()
-        self.position, self.seen, self.run_id = 0, None, ""
+        self.position, self.seen = 0, None
 
     @property
     def trace_id(self) -> str:
@@ -159,7 +159,7 @@ class _Follower:
         for _attempt in range(RESUMES + 1):
             if reader is None:
                 url = self.protocol.events_url(
-                    deployment.query_endpoint, self.run_id or self.turn.agent_run_id, self.position
+                    deployment.query_endpoint, self.turn.agent_run_id, self.position
                 )
                 reader = StreamReader(
                     url, None, headers=self.headers, timeout_s=deployment.request_timeout_s
@@ -172,11 +172,11 @@ class _Follower:
             except StreamCut as exc:
                 if getattr(self.assembler, "finished", False):
                     return  # the runtime's stream ends after its last event, without [DONE]
-                if not (self.run_id or self.turn.agent_run_id):
+                if not self.turn.agent_run_id:
                     raise  # cut before the run said its id: nothing to resume
                 logger.info("background run: stream cut after %s; resuming (%s)", self.seen, exc)
             except (AgentCallError, AgentReplyError) as exc:
-                if not (self.run_id or self.turn.agent_run_id):
+                if not self.turn.agent_run_id:
                     raise
                 logger.warning("background run: stream ended: %s", exc)
                 return
@@ -184,14 +184,14 @@ class _Follower:
 
     def _take(self, reader: StreamReader, payload) -> list:
         events: list = []
-        if not self.run_id and not self.turn.agent_run_id and isinstance(payload, dict):
+        if not self.turn.agent_run_id and isinstance(payload, dict):
             run_id = payload.get("response_id")
             if run_id is not None:
                 try:
-                    self.run_id = checked_run_id(run_id)
+                    self.turn.agent_run_id = checked_run_id(run_id)
                 except ValueError as exc:
                     raise AgentReplyError(str(exc)) from None
-                events.append(RunKnown(self.run_id))
+                events.append(RunKnown(run_id))
         number = self.protocol.position(reader.last_event_id, payload)
         if number is not None:
             if self.seen is not None and number <= self.seen:
